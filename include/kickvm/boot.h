@@ -1,0 +1,45 @@
+/*
+ * Loading a guest: an ELF64 x86-64 image is placed in guest RAM and every
+ * vCPU is given the entry state include/kickvm/guest_abi.h describes.
+ *
+ * The file is untrusted input: every header field, segment and note is
+ * checked against the file size and the guest RAM before anything is copied.
+ */
+#ifndef KICKVM_BOOT_H
+#define KICKVM_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvm.h"
+
+struct guest_mem;
+
+struct boot_image {
+	uint64_t entry64;        /* ELF e_entry */
+	uint64_t pvh_entry32;    /* XEN_ELFNOTE_PHYS32_ENTRY, 0 if absent */
+	uint64_t load_start, load_end;  /* lowest and highest byte loaded */
+};
+
+/*
+ * Parse @buf (@len bytes, the whole file) and copy its PT_LOAD segments into
+ * @gm (bss zeroed).  Errors: -ENOEXEC with *@why set to a static reason ("not
+ * an ELF file", "not x86-64", "segment outside guest RAM", ...).
+ */
+int boot_load_elf(struct guest_mem *gm, const void *buf, size_t len,
+		  struct boot_image *img, const char **why);
+/* Read @path and boot_load_elf() it. -errno from open/read, or as above. */
+int boot_load_elf_file(struct guest_mem *gm, const char *path,
+		       struct boot_image *img, const char **why);
+
+/*
+ * Write the boot GDT, identity page tables, hvm_start_info with the memory
+ * map and @cmdline (-E2BIG when longer than KICKVM_BOOT_CMDLINE_MAX-1).
+ */
+int boot_setup_tables(struct guest_mem *gm, const char *cmdline);
+
+/* The entry state of vCPU @index for @img (64-bit entry, as guest_abi.h says). */
+void boot_vcpu_state(const struct boot_image *img, int index,
+		     struct vcpu_boot_state *bs);
+
+#endif

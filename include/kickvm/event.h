@@ -1,0 +1,115 @@
+/*
+ * Event loop, event notifiers, timers, deferred calls and iothreads.
+ *
+ * An event loop belongs to one thread: every handler registered on it runs in
+ * that thread and nowhere else.  The main thread runs the "main" loop; each
+ * iothread runs a loop of its own.  A device binds its handlers to the loop of
+ * the iothread it was given (-object iothread,id=NAME), so its work never runs
+ * on a vCPU thread unless it is bound there.
+ *
+ * All calls return 0 or a negative errno unless documented otherwise.
+ */
+#ifndef KICKVM_EVENT_H
+#define KICKVM_EVENT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct event_loop;
+
+/* ---- event notifiers ------------------------------------------------------
+ * An eventfd plus the counters that tell how its signals arrived.  KVM writes
+ * the eventfd directly (the fast path); the userspace fallback calls
+ * event_notifier_signal_fallback() instead.  A consumer calls
+ * event_notifier_test_and_clear(), which reads and zeroes the eventfd and adds
+ * what it read to @consumed.  Signals that came from KVM are therefore
+ *   consumed + pending - fallback_signals.
+ */
+struct event_notifier {
+	int fd;                          /* eventfd, -1 when not initialised */
+	_Atomic uint64_t consumed;       /* total read by test_and_clear */
+	_Atomic uint64_t fallback_signals;
+};
+
+/* Create the eventfd (non-blocking, close-on-exec); @active sets it once. */
+int event_notifier_init(struct event_notifier *e, bool active);
+/* Close the eventfd; safe on a notifier that was never initialised (fd -1). */
+void event_notifier_cleanup(struct event_notifier *e);
+/* Add 1 to the eventfd counter, as KVM does on a matching write. */
+int event_notifier_set(struct event_notifier *e);
+/* event_notifier_set() and count it as a userspace-fallback signal. */
+int event_notifier_signal_fallback(struct event_notifier *e);
+/* Read and zero the counter; returns how many signals it held (0 if none). */
+uint64_t event_notifier_test_and_clear(struct event_notifier *e);
+/* Current counter value without consuming it (from /proc/self/fdinfo). */
+uint64_t event_notifier_pending(const struct event_notifier *e);
+/* consumed + pending: every signal the notifier ever received. */
+uint64_t event_notifier_total(const struct event_notifier *e);
+
+/* ---- event loops ---------------------------------------------------------- */
+typedef void event_fn(void *opaque);
+typedef void notifier_fn(struct event_notifier *e, void *opaque);
+
+/* Create a loop; @name shows in logs and `info iothreads`. */
+struct event_loop *event_loop_new(const char *name);
+/* Free a loop that is not running. Handlers still registered are dropped. */
+void event_loop_free(struct event_loop *loop);
+const char *event_loop_name(const struct event_loop *loop);
+/* True when called from the thread currently running @loop. */
+bool event_loop_in_thread(const struct event_loop *loop);
+
+/*
+ * Register (or, with both handlers NULL, remove) handlers for @fd.
+ * May be called from any thread.  From another thread than the loop's, the
+ * change is made in the loop's thread and the call waits for it, so that once
+ * it returns an old handler is not running and will not run again.
+ */
+int event_loop_set_fd_handler(struct event_loop *loop, int fd,
+			      event_fn *on_read, event_fn *on_write, void *opaque);
+
+/*
+ * Run @handler in the loop's thread whenever @e is signalled; NULL removes.
+ * The loop does not clear the notifier: the handler calls
+ * event_notifier_test_and_clear() (so it sees how many signals it consumed).
+ * Same threading rule as event_loop_set_fd_handler().
+ */
+int event_loop_set_notifier(struct event_loop *loop, struct event_notifier *e,
+			    notifier_fn *handler, void *opaque);
+
+/* Run @fn(@opaque) once, soon, in the loop's thread. Any thread. */
+int event_loop_call(struct event_loop *loop, event_fn *fn, void *opaque);
+/* Like event_loop_call() but wait until it has run (runs inline if already
+ * in the loop's thread). */
+int event_loop_call_sync(struct event_loop *loop, event_fn *fn, void *opaque);
+
+/* Dispatch what is ready, waiting at most @timeout_ms (-1 forever).
+ * Returns the number of handlers run, or a negative errno. */
+int event_loop_run_once(struct event_loop *loop, int timeout_ms);
+/* Run until event_loop_stop(); returns 0. */
+int event_loop_run(struct event_loop *loop);
+/* Make event_loop_run() return soon. Any thread. */
+void event_loop_stop(struct event_loop *loop);
+
+/* ---- timers (monotonic clock, nanoseconds) -------------------------------- */
+struct timer;
+uint64_t clock_ns(void); /* CLOCK_MONOTONIC */
+struct timer *timer_new(struct event_loop *loop, event_fn *cb, void *opaque);
+/* Arm to fire once at absolute time @deadline_ns (re-arming replaces). */
+void timer_mod(struct timer *t, uint64_t deadline_ns);
+void timer_del(struct timer *t);
+/* Delete and free; @t may be NULL. Call from the loop's thread or when the
+ * loop is not running. */
+void timer_free(struct timer *t);
+
+/* ---- iothreads -------------------------------------------------------------
+ * A named thread running its own event loop. */
+struct iothread;
+/* Create and start; @name must be unique per machine (checked by caller). */
+int iothread_new(const char *name, struct iothread **out);
+/* Stop the loop, join the thread, free. NULL is fine. */
+void iothread_free(struct iothread *it);
+struct event_loop *iothread_loop(struct iothread *it);
+const char *iothread_name(const struct iothread *it);
+
+#endif
