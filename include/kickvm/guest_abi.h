@@ -94,4 +94,13 @@ struct kickvm_ucall {
 #define KICKVM_TESTDEV_PORT       0x510
 #define KICKVM_TESTDEV_NR_PORTS   0x10
 
+/* What `kickvm run` puts on the test device (tests and benchmarks set up
+ * their own).  Offsets in the MMIO page, ports from KICKVM_TESTDEV_PORT. */
+#define TESTDEV_DB_DATAMATCH  0x000  /* KVM ioeventfd, len 4, datamatch 1 */
+#define TESTDEV_DB_ANY        0x100  /* KVM ioeventfd, len 0 (any size, any value) */
+#define TESTDEV_DB_FALLBACK   0x200  /* ioeventfd kept in userspace: trapped, then signalled */
+#define TESTDEV_REG_TRAPPED   0x300  /* plain trapped register: every write exits */
+#define TESTDEV_PORT_DB       0x0    /* KVM ioeventfd, len 2, datamatch 1 */
+#define TESTDEV_PORT_TRAPPED  0x2    /* trapped port */
+
 #endif

@@ -4,7 +4,7 @@
  *
  * Regions (RAM, I/O with callbacks, containers, aliases) are placed in a
  * parent at an offset with a priority; higher priority wins where siblings
- * overlap, and among equal priorities the one added first wins.  Changes are
+ * overlap, and among equal priorities the one added last wins (as in QEMU).  Changes are
  * grouped in transactions: nothing is re-flattened and nothing reaches the
  * listener (KVM) until the outermost memory_transaction_commit(), which sends
  * only the difference between the old and the new flat view: memslots that
