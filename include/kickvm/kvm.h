@@ -125,6 +125,7 @@ struct vcpu {
 	bool has_thread;
 	_Atomic bool stop;
 	struct vcpu_stats stats;
+	void *opaque;                    /* the owner's (the machine) */
 };
 
 /* Create vCPU @index with the host-supported CPUID (APIC id = index, and the

@@ -1,0 +1,127 @@
+/*
+ * A machine: KVM, guest RAM, the two address spaces (memory and I/O ports)
+ * mirrored into KVM, the vCPUs and their threads, iothreads, and the devices
+ * every kickvm guest finds (UART, system device, doorbell test device).
+ *
+ * Two ways to run it:
+ *  - machine_run(): one thread per vCPU dispatching exits, the main thread
+ *    running the main event loop; returns when the guest ends.
+ *  - the step API (machine_vcpu_run_once + machine_vcpu_dispatch), for tests
+ *    written like Linux's KVM selftests and for the benchmarks: the caller
+ *    sees every exit before it is dispatched.
+ */
+#ifndef KICKVM_MACHINE_H
+#define KICKVM_MACHINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "event.h"
+#include "guest_abi.h"
+#include "guest_mem.h"
+#include "kvm.h"
+#include "memory.h"
+
+#define MACHINE_MAX_VCPUS     8
+#define MACHINE_MAX_IOTHREADS 8
+
+struct uart8250;
+struct sysdev;
+struct testdev;
+
+struct machine_config {
+	uint64_t ram_size;            /* bytes; default 256 MiB */
+	int nr_vcpus;                 /* default 1 */
+	enum ioeventfd_mode ioeventfd;
+	const char *kvm_path;         /* NULL: /dev/kvm */
+	FILE *console;                /* UART output; NULL: stdout */
+};
+
+void machine_config_defaults(struct machine_config *cfg);
+
+struct machine {
+	struct machine_config cfg;
+	struct kvm *kvm;
+	struct guest_mem mem;
+	struct mem_region *system_root, *io_root;
+	struct mem_region *ram[GUEST_MEM_MAX_BANKS];
+	struct address_space *as_memory, *as_io;
+	struct kvm_mem_listener memory_listener, io_listener;
+	struct vcpu *vcpus[MACHINE_MAX_VCPUS];
+	int nr_vcpus;
+	struct event_loop *main_loop;
+	struct iothread *iothreads[MACHINE_MAX_IOTHREADS];
+	int nr_iothreads;
+
+	struct uart8250 *uart;
+	struct sysdev *sysdev;
+	struct testdev *testdev;
+
+	_Atomic bool stopping;
+	int exit_status;              /* valid once stopping */
+	bool guest_failed;            /* a guest assertion or an exception */
+};
+
+/*
+ * Build a machine from @cfg: opens KVM (on failure *@why says why and the
+ * return is negative: -ENOENT/-EACCES when /dev/kvm is missing, -ENOTSUP for a
+ * missing capability), RAM, address spaces, vCPUs and the standard devices.
+ */
+int machine_create(const struct machine_config *cfg, struct machine **out,
+		   const char **why);
+/* Stop everything, join threads, free. NULL is fine. */
+void machine_destroy(struct machine *m);
+
+/* Load an ELF guest and set every vCPU's entry state; *@why on -ENOEXEC. */
+int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
+		       const char **why);
+
+/* Find or create the iothread @name. */
+int machine_iothread(struct machine *m, const char *name, struct iothread **out);
+
+/* Run the vCPUs on their own threads until the guest ends (or a fatal exit,
+ * or machine_request_stop()). Returns the guest's exit status, or a negative
+ * errno when the machine failed. */
+int machine_run(struct machine *m);
+/* Ask the machine to stop with @status; any thread. */
+void machine_request_stop(struct machine *m, int status);
+
+/* ---- step API ------------------------------------------------------------- */
+
+enum machine_event {
+	MACHINE_CONTINUE = 0,     /* exit handled, run again */
+	MACHINE_UCALL,            /* the guest made a ucall: see @ucall */
+	MACHINE_STOPPED,          /* the guest ended (or stop was requested) */
+};
+
+struct machine_exit {
+	int reason;               /* KVM_EXIT_* */
+	struct kickvm_ucall ucall;/* for MACHINE_UCALL */
+};
+
+/* One KVM_RUN of @cpu. Returns the KVM exit reason or a negative errno.
+ * The exit is in m->vcpus[cpu]->run until machine_vcpu_dispatch(). */
+int machine_vcpu_run_once(struct machine *m, int cpu);
+/*
+ * Handle the exit of the last run: MMIO and PIO go through the address spaces
+ * (so ioeventfd fallback, devices, ucalls), coalesced writes are drained, a
+ * fatal exit dumps registers and stops the machine.  Returns an enum
+ * machine_event, or a negative errno for a fatal exit.
+ */
+int machine_vcpu_dispatch(struct machine *m, int cpu, struct machine_exit *ex);
+/* Run and dispatch until something other than MACHINE_CONTINUE happens. */
+int machine_vcpu_run_until_event(struct machine *m, int cpu, struct machine_exit *ex);
+
+/* ---- for devices ---------------------------------------------------------- */
+/* Hand a ucall to whoever is stepping the calling vCPU (machine_vcpu_dispatch
+ * then returns MACHINE_UCALL); ignored under machine_run(). */
+void machine_post_ucall(struct machine *m, const struct kickvm_ucall *uc);
+
+/* ---- observability --------------------------------------------------------- */
+/* Per-vCPU exits, per-address-space dispatch and per-ioeventfd signals by path. */
+void machine_print_stats(struct machine *m, FILE *out);
+/* "mtree", "flatview", "ioeventfds" or "all"; -EINVAL for anything else. */
+int machine_info(struct machine *m, const char *what, FILE *out);
+
+#endif

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Install what kickvm needs on Debian 12 (apt-get, only what is missing) and
+# build it.  Usage: scripts/setup.sh [BUILD_DIR [meson options...]]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(meson ninja-build gcc pkg-config libcmocka-dev liburing-dev
+          clang libclang-rt-14-dev)
+missing=()
+for p in "${packages[@]}"; do
+	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo=sudo
+	echo "setup: installing ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+build=${1:-build}
+shift || true
+if [ ! -f "$build/build.ninja" ]; then
+	meson setup "$build" "$@" >/dev/null
+fi
+ninja -C "$build" >/dev/null
+echo "setup: built $build"

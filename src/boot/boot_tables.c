@@ -1,0 +1,159 @@
+/*
+ * The boot structures kickvm writes below 1 MiB (guest_abi.h has the map):
+ * a GDT, identity page tables for the low 4 GiB, the PVH hvm_start_info with
+ * its memory map, and the command line.  Then the register state a vCPU
+ * needs to enter an ELF64 guest in long mode on those tables.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "kickvm/boot.h"
+#include "kickvm/guest_abi.h"
+#include "kickvm/guest_mem.h"
+
+/* Page-table entry bits. */
+#define PTE_P   (1ull << 0)
+#define PTE_W   (1ull << 1)
+#define PTE_U   (1ull << 2)
+#define PTE_PWT (1ull << 3)
+#define PTE_PCD (1ull << 4)
+#define PTE_PS  (1ull << 7)
+
+#define CR0_PE (1ull << 0)
+#define CR0_MP (1ull << 1)
+#define CR0_ET (1ull << 4)
+#define CR0_NE (1ull << 5)
+#define CR0_WP (1ull << 16)
+#define CR0_PG (1ull << 31)
+#define CR4_PAE        (1ull << 5)
+#define CR4_OSFXSR     (1ull << 9)
+#define CR4_OSXMMEXCPT (1ull << 10)
+#define EFER_SCE (1ull << 0)
+#define EFER_LME (1ull << 8)
+#define EFER_LMA (1ull << 10)
+
+#define BOOT_GDT_ENTRIES 4
+#define NR_PD_PAGES      4   /* one page directory per GiB */
+#define PAGE_2M          (2ull << 20)
+
+/*
+ * Flat descriptors (base 0, limit 4 GiB, G=1), accessed bit preset so the
+ * CPU never needs to write the GDT:
+ *   0x08 code, L=1 (64-bit), DPL0     0x10 data, read/write, D/B=1
+ *   0x18 code, D=1 (32-bit), DPL0, for a 32-bit (PVH) entry
+ */
+static const uint64_t boot_gdt[BOOT_GDT_ENTRIES] = {
+	0,
+	0x00af9b000000ffffull,
+	0x00cf93000000ffffull,
+	0x00cf9b000000ffffull,
+};
+
+static int write_gdt(struct guest_mem *gm)
+{
+	return guest_mem_write(gm, KICKVM_BOOT_GDT, boot_gdt, sizeof(boot_gdt));
+}
+
+/*
+ * Identity map 0-4 GiB with 2 MiB pages.  U/S is set at every level: test
+ * guests run their bodies at CPL3 (the fast mode on this KVM) and must reach
+ * RAM and device MMIO from there.  The MMIO hole is mapped uncached.
+ */
+static int write_page_tables(struct guest_mem *gm)
+{
+	const uint64_t flags = PTE_P | PTE_W | PTE_U;
+	uint64_t pml4[512] = { 0 }, pdpt[512] = { 0 }, pd[512];
+	int ret;
+
+	pml4[0] = KICKVM_BOOT_PDPT | flags;
+	for (unsigned i = 0; i < NR_PD_PAGES; i++)
+		pdpt[i] = (KICKVM_BOOT_PD + i * 0x1000ull) | flags;
+	ret = guest_mem_write(gm, KICKVM_BOOT_PML4, pml4, sizeof(pml4));
+	if (!ret)
+		ret = guest_mem_write(gm, KICKVM_BOOT_PDPT, pdpt, sizeof(pdpt));
+	for (unsigned i = 0; i < NR_PD_PAGES && !ret; i++) {
+		for (unsigned j = 0; j < 512; j++) {
+			uint64_t addr = ((uint64_t)i * 512 + j) * PAGE_2M;
+
+			pd[j] = addr | flags | PTE_PS;
+			if (addr >= KICKVM_MMIO_HOLE)
+				pd[j] |= PTE_PCD | PTE_PWT;
+		}
+		ret = guest_mem_write(gm, KICKVM_BOOT_PD + i * 0x1000ull, pd, sizeof(pd));
+	}
+	return ret;
+}
+
+/* start_info, the memory map (every RAM bank as type 1) and the cmdline. */
+static int write_start_info(struct guest_mem *gm, const char *cmdline, size_t cmdlen)
+{
+	struct hvm_memmap_table_entry map[GUEST_MEM_MAX_BANKS];
+	struct hvm_start_info si;
+	int ret;
+
+	_Static_assert(KICKVM_BOOT_START_INFO + sizeof(si) <= KICKVM_BOOT_MEMMAP,
+		       "start_info runs into the memory map");
+	_Static_assert(KICKVM_BOOT_MEMMAP + sizeof(map) <= KICKVM_BOOT_CMDLINE,
+		       "memory map runs into the command line");
+
+	memset(map, 0, sizeof(map));
+	for (unsigned i = 0; i < gm->nr_banks && i < GUEST_MEM_MAX_BANKS; i++) {
+		map[i].addr = gm->banks[i].gpa;
+		map[i].size = gm->banks[i].size;
+		map[i].type = 1;
+	}
+	memset(&si, 0, sizeof(si));
+	si.magic = HVM_START_MAGIC;
+	si.version = 1;
+	si.cmdline_paddr = KICKVM_BOOT_CMDLINE;
+	si.memmap_paddr = KICKVM_BOOT_MEMMAP;
+	si.memmap_entries = gm->nr_banks;
+
+	ret = guest_mem_write(gm, KICKVM_BOOT_START_INFO, &si, sizeof(si));
+	if (!ret)
+		ret = guest_mem_write(gm, KICKVM_BOOT_MEMMAP, map,
+				      gm->nr_banks * sizeof(map[0]));
+	if (!ret)
+		ret = guest_mem_write(gm, KICKVM_BOOT_CMDLINE, cmdline, cmdlen + 1);
+	return ret;
+}
+
+int boot_setup_tables(struct guest_mem *gm, const char *cmdline)
+{
+	size_t cmdlen;
+	int ret;
+
+	if (!cmdline)
+		cmdline = "";
+	cmdlen = strlen(cmdline);
+	if (cmdlen > KICKVM_BOOT_CMDLINE_MAX - 1)
+		return -E2BIG;
+	if (gm->nr_banks > GUEST_MEM_MAX_BANKS)
+		return -EINVAL;
+	ret = write_gdt(gm);
+	if (!ret)
+		ret = write_page_tables(gm);
+	if (!ret)
+		ret = write_start_info(gm, cmdline, cmdlen);
+	return ret;
+}
+
+void boot_vcpu_state(const struct boot_image *img, int index,
+		     struct vcpu_boot_state *bs)
+{
+	memset(bs, 0, sizeof(*bs));
+	bs->rip = img->entry64;
+	bs->rsp = 0;   /* the guest picks its own stack (guest_abi.h) */
+	bs->rbx = KICKVM_BOOT_START_INFO;
+	bs->rsi = (uint64_t)index;
+	bs->rflags = 0x2;  /* bit 1 is always set; IF off */
+	bs->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+	bs->cr3 = KICKVM_BOOT_PML4;
+	bs->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+	bs->efer = EFER_LME | EFER_LMA | EFER_SCE;
+	bs->gdt_base = KICKVM_BOOT_GDT;
+	bs->gdt_limit = BOOT_GDT_ENTRIES * 8 - 1;
+	bs->cs = KICKVM_BOOT_CS64;
+	bs->ds = KICKVM_BOOT_DS;
+	bs->long_mode = true;
+}

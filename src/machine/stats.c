@@ -1,0 +1,100 @@
+/*
+ * What a machine shows about itself: exits per vCPU and reason, dispatches
+ * per address space, and every ioeventfd with the path it is on and how many
+ * signals came by each path.  This is how kickvm proves which path a write
+ * took.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <string.h>
+
+#include "hw/testdev.h"
+#include "hw/uart8250.h"
+#include "kickvm/machine.h"
+
+static void print_as_stats(struct address_space *as, FILE *out)
+{
+	struct as_stats st;
+
+	address_space_get_stats(as, &st);
+	fprintf(out, "  %-8s writes %" PRIu64 ", reads %" PRIu64 ", ioeventfd fallback signals %"
+		PRIu64 ", unassigned %" PRIu64 ", invalid %" PRIu64 ", KVM refusals %" PRIu64 "\n",
+		address_space_name(as), st.writes, st.reads, st.fallback_signals, st.unassigned,
+		st.invalid, st.kvm_refusals);
+}
+
+static void print_doorbell(struct testdev_doorbell *db, void *opaque)
+{
+	FILE *out = opaque;
+	uint64_t total = testdev_doorbell_signals(db), fallback = db->e.fallback_signals;
+
+	fprintf(out, "  %s+0x%03" PRIx64 " len %u %-10s signals %" PRIu64 " (kvm %" PRIu64
+		", userspace fallback %" PRIu64 ")\n", db->name, db->offset, db->len,
+		db->match_data ? "datamatch" : "any", total, total - fallback, fallback);
+}
+
+void machine_print_stats(struct machine *m, FILE *out)
+{
+	uint64_t exits = 0;
+
+	fprintf(out, "kickvm stats:\n");
+	fprintf(out, " vCPU exits to userspace:\n");
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		const struct vcpu_stats *s = &m->vcpus[i]->stats;
+
+		fprintf(out, "  cpu%d: runs %" PRIu64 ", mmio %" PRIu64 ", pio %" PRIu64
+			", intr %" PRIu64 ", coalesced writes drained %" PRIu64 "\n", i,
+			(uint64_t)s->runs, (uint64_t)s->exits_mmio, (uint64_t)s->exits_pio,
+			(uint64_t)s->exits_intr, (uint64_t)s->coalesced);
+		exits += s->exits_mmio + s->exits_pio;
+	}
+	fprintf(out, " dispatched in userspace:\n");
+	print_as_stats(m->as_memory, out);
+	print_as_stats(m->as_io, out);
+	fprintf(out, " KVM ioeventfd registrations: memory %" PRIu64 " (refused %" PRIu64
+		"), io %" PRIu64 " (refused %" PRIu64 ")\n",
+		(uint64_t)m->memory_listener.kvm_assigned, (uint64_t)m->memory_listener.kvm_refused,
+		(uint64_t)m->io_listener.kvm_assigned, (uint64_t)m->io_listener.kvm_refused);
+	fprintf(out, " test device doorbells:\n");
+	testdev_for_each_doorbell(m->testdev, print_doorbell, out);
+	fprintf(out, "  trapped writes: mmio slots");
+	for (unsigned i = 0; i < TESTDEV_SLOTS; i++) {
+		uint64_t n = testdev_trapped_writes(m->testdev, false, i * TESTDEV_SLOT_SIZE);
+
+		if (n)
+			fprintf(out, " +0x%03x:%" PRIu64, i * TESTDEV_SLOT_SIZE, n);
+	}
+	fprintf(out, "; ports");
+	for (unsigned i = 0; i < KICKVM_TESTDEV_NR_PORTS; i++) {
+		uint64_t n = testdev_trapped_writes(m->testdev, true, i);
+
+		if (n)
+			fprintf(out, " 0x%x:%" PRIu64, KICKVM_TESTDEV_PORT + i, n);
+	}
+	fprintf(out, "; coalesced %" PRIu64 "\n", testdev_coalesced_writes(m->testdev));
+	fprintf(out, " console characters: %" PRIu64 "\n", uart8250_chars(m->uart));
+	fprintf(out, " total MMIO+PIO exits: %" PRIu64 "\n", exits);
+}
+
+int machine_info(struct machine *m, const char *what, FILE *out)
+{
+	bool all = strcmp(what, "all") == 0;
+	bool known = all;
+
+	if (all || strcmp(what, "mtree") == 0) {
+		address_space_dump_mtree(m->as_memory, out);
+		address_space_dump_mtree(m->as_io, out);
+		known = true;
+	}
+	if (all || strcmp(what, "flatview") == 0) {
+		address_space_dump_flatview(m->as_memory, out);
+		address_space_dump_flatview(m->as_io, out);
+		known = true;
+	}
+	if (all || strcmp(what, "ioeventfds") == 0) {
+		address_space_dump_ioeventfds(m->as_memory, out);
+		address_space_dump_ioeventfds(m->as_io, out);
+		known = true;
+	}
+	return known ? 0 : -EINVAL;
+}

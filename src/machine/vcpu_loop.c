@@ -1,0 +1,218 @@
+/*
+ * Running vCPUs: one KVM_RUN, then the exit dispatched through the address
+ * spaces.  The same two functions serve machine_run()'s vCPU threads and the
+ * tests and benchmarks that step a vCPU themselves, so the path a write takes
+ * in a test is the path it takes in production.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/kvm.h>
+
+#include "kickvm/log.h"
+#include "kickvm/machine.h"
+#include "kickvm/trace.h"
+
+/* The exit being dispatched on this thread, so that a device deep in a
+ * callback can hand a ucall to whoever steps this vCPU. */
+static __thread struct machine_exit *current_exit;
+static __thread bool current_ucall;
+
+void machine_post_ucall(struct machine *m, const struct kickvm_ucall *uc)
+{
+	(void)m;
+	if (current_exit) {
+		current_exit->ucall = *uc;
+		current_ucall = true;
+	}
+}
+
+int machine_vcpu_run_once(struct machine *m, int cpu)
+{
+	if (cpu < 0 || cpu >= m->nr_vcpus)
+		return -EINVAL;
+	return vcpu_run_once(m->vcpus[cpu]);
+}
+
+static void coalesced_write(void *opaque, uint64_t addr, const void *data, unsigned len, bool pio)
+{
+	struct machine *m = opaque;
+	uint64_t value = 0;
+
+	if (len > sizeof(value))
+		len = sizeof(value);
+	memcpy(&value, data, len);
+	address_space_write(pio ? m->as_io : m->as_memory, addr, value, len);
+}
+
+static void dispatch_pio(struct machine *m, struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	uint8_t *data = (uint8_t *)run + run->io.data_offset;
+	unsigned size = run->io.size;
+
+	/* String I/O (rep outs/ins) comes as @count items in one exit. */
+	for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+		uint64_t value = 0;
+
+		if (run->io.direction == KVM_EXIT_IO_OUT) {
+			memcpy(&value, data, size);
+			trace_vcpu_exit_pio(v->index, run->io.port, size, 1, value);
+			address_space_write(m->as_io, run->io.port, value, size);
+		} else {
+			address_space_read(m->as_io, run->io.port, &value, size);
+			trace_vcpu_exit_pio(v->index, run->io.port, size, 0, value);
+			memcpy(data, &value, size);
+		}
+	}
+}
+
+static void dispatch_mmio(struct machine *m, struct vcpu *v)
+{
+	struct kvm_run *run = v->run;
+	unsigned len = run->mmio.len;
+	uint64_t value = 0;
+
+	if (len > sizeof(value)) {  /* KVM splits wider accesses itself */
+		log_error("vcpu", "cpu%d: MMIO access of %u bytes at 0x%llx ignored", v->index,
+			  len, (unsigned long long)run->mmio.phys_addr);
+		return;
+	}
+	if (run->mmio.is_write) {
+		memcpy(&value, run->mmio.data, len);
+		trace_vcpu_exit_mmio(v->index, run->mmio.phys_addr, len, 1, value);
+		address_space_write(m->as_memory, run->mmio.phys_addr, value, len);
+	} else {
+		address_space_read(m->as_memory, run->mmio.phys_addr, &value, len);
+		trace_vcpu_exit_mmio(v->index, run->mmio.phys_addr, len, 0, value);
+		memcpy(run->mmio.data, &value, len);
+	}
+}
+
+static int fatal_exit(struct machine *m, struct vcpu *v, const char *what)
+{
+	log_error("vcpu", "cpu%d: %s; registers:", v->index, what);
+	vcpu_dump_regs(v, stderr);
+	m->guest_failed = true;
+	machine_request_stop(m, 1);
+	return -EFAULT;
+}
+
+int machine_vcpu_dispatch(struct machine *m, int cpu, struct machine_exit *ex)
+{
+	struct vcpu *v = m->vcpus[cpu];
+	struct machine_exit local;
+	int reason = v->run->exit_reason, ret = MACHINE_CONTINUE;
+
+	if (!ex)
+		ex = &local;
+	memset(ex, 0, sizeof(*ex));
+	ex->reason = reason;
+	current_exit = ex;
+	current_ucall = false;
+	/* Writes KVM batched are older than this exit: replay them first. */
+	if (v->ring)
+		vcpu_drain_coalesced(v, coalesced_write, m);
+	switch (reason) {
+	case KVM_EXIT_IO:
+		dispatch_pio(m, v);
+		break;
+	case KVM_EXIT_MMIO:
+		dispatch_mmio(m, v);
+		break;
+	case KVM_EXIT_INTR:
+		break;
+	case KVM_EXIT_HLT:
+		/* Only without an in-kernel LAPIC; kickvm always has one. */
+		ret = fatal_exit(m, v, "unexpected HLT exit");
+		break;
+	case KVM_EXIT_SHUTDOWN:
+		ret = fatal_exit(m, v, "shutdown (triple fault)");
+		break;
+	case KVM_EXIT_INTERNAL_ERROR:
+		ret = fatal_exit(m, v, "KVM internal error");
+		break;
+	case KVM_EXIT_FAIL_ENTRY:
+		ret = fatal_exit(m, v, "VM entry failed");
+		break;
+	case KVM_EXIT_SYSTEM_EVENT:
+		machine_request_stop(m, 0);
+		break;
+	default:
+		ret = fatal_exit(m, v, "unhandled exit reason");
+		break;
+	}
+	current_exit = NULL;
+	if (ret < 0)
+		return ret;
+	if (current_ucall)
+		return MACHINE_UCALL;
+	return m->stopping ? MACHINE_STOPPED : MACHINE_CONTINUE;
+}
+
+int machine_vcpu_run_until_event(struct machine *m, int cpu, struct machine_exit *ex)
+{
+	for (;;) {
+		int ret = machine_vcpu_run_once(m, cpu);
+
+		if (ret == -EINTR) {
+			if (m->stopping)
+				return MACHINE_STOPPED;
+			continue;
+		}
+		if (ret < 0)
+			return ret;
+		ret = machine_vcpu_dispatch(m, cpu, ex);
+		if (ret != MACHINE_CONTINUE)
+			return ret;
+	}
+}
+
+static void *vcpu_thread(void *opaque)
+{
+	struct vcpu *v = opaque;
+	struct machine *m = v->opaque;
+	int ret = 0;
+
+	while (!m->stopping) {
+		ret = machine_vcpu_run_until_event(m, v->index, NULL);
+		if (ret == MACHINE_STOPPED || ret < 0)
+			break;
+	}
+	if (ret < 0 && ret != -EFAULT) {
+		log_error("vcpu", "cpu%d: KVM_RUN failed: %s", v->index, strerror(-ret));
+		machine_request_stop(m, 1);
+	}
+	return NULL;
+}
+
+int machine_run(struct machine *m)
+{
+	int ret = 0;
+
+	vcpu_signals_init();
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		struct vcpu *v = m->vcpus[i];
+
+		v->opaque = m;
+		ret = -pthread_create(&v->thread, NULL, vcpu_thread, v);
+		if (ret < 0) {
+			machine_request_stop(m, 1);
+			break;
+		}
+		v->has_thread = true;
+	}
+	if (ret == 0)
+		event_loop_run(m->main_loop);
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		struct vcpu *v = m->vcpus[i];
+
+		if (v->has_thread) {
+			pthread_join(v->thread, NULL);
+			v->has_thread = false;
+		}
+	}
+	if (ret < 0)
+		return ret;
+	return m->guest_failed && m->exit_status == 0 ? 1 : m->exit_status;
+}
