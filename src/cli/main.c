@@ -76,7 +76,7 @@ int parse_size(const char *s, uint64_t *out)
 
 const char *bundled_guest(const char *name)
 {
-	static char path[PATH_MAX];
+	static char path[PATH_MAX + 64];
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
 

@@ -159,9 +159,9 @@ void event_loop_free(struct event_loop *loop)
 		if (!c->sync)
 			free(c);
 	}
-	/* Timers belong to their creators; just forget the armed ones. */
-	for (struct timer *t = loop->timers; t; t = t->next)
-		t->armed = false;
+	/* Timers lock their loop, so their owners must free them first. */
+	if (loop->timers)
+		log_warn(loop->name, "event loop freed with timers still armed");
 	close(loop->epfd);
 	event_notifier_cleanup(&loop->wake);
 	pthread_cond_destroy(&loop->cond);
@@ -205,12 +205,31 @@ static struct call *take_sync_call(struct event_loop *loop)
 	return NULL;
 }
 
+/* Called with loop->lock held and nobody holding the loop. */
+static void become_holder(struct event_loop *loop, bool running)
+{
+	atomic_store(&loop->holder_tid, self_tid());
+	loop->holder_running = running;
+	loop->hold_depth = 1;
+}
+
+/* Called with loop->lock held, after running @c. */
+static void finish_call(struct event_loop *loop, struct call *c)
+{
+	if (c->sync) {
+		c->done = true; /* the waiter may return and pop @c at once */
+		pthread_cond_broadcast(&loop->cond);
+	} else {
+		free(c);
+	}
+}
+
 /* Become the running holder (or nest), for run/run_once. */
 static int hold_for_run(struct event_loop *loop)
 {
-	pid_t me = self_tid();
+	int r = 0;
 
-	if (atomic_load(&loop->holder_tid) == me) {
+	if (event_loop_in_thread(loop)) {
 		loop->hold_depth++;
 		return 0;
 	}
@@ -218,15 +237,12 @@ static int hold_for_run(struct event_loop *loop)
 	/* A brief holder is done soon; a running one may never be. */
 	while (atomic_load(&loop->holder_tid) && !loop->holder_running)
 		pthread_cond_wait(&loop->cond, &loop->lock);
-	if (atomic_load(&loop->holder_tid)) {
-		pthread_mutex_unlock(&loop->lock);
-		return -EBUSY;
-	}
-	atomic_store(&loop->holder_tid, me);
-	loop->holder_running = true;
-	loop->hold_depth = 1;
+	if (atomic_load(&loop->holder_tid))
+		r = -EBUSY;
+	else
+		become_holder(loop, true);
 	pthread_mutex_unlock(&loop->lock);
-	return 0;
+	return r;
 }
 
 static void release(struct event_loop *loop)
@@ -245,8 +261,7 @@ static void release(struct event_loop *loop)
 		pthread_mutex_unlock(&loop->lock);
 		c->fn(c->opaque);
 		pthread_mutex_lock(&loop->lock);
-		c->done = true;
-		pthread_cond_broadcast(&loop->cond);
+		finish_call(loop, c);
 	}
 	atomic_store(&loop->holder_tid, 0);
 	loop->holder_running = false;
@@ -290,9 +305,7 @@ int event_loop_call_sync(struct event_loop *loop, event_fn *fn, void *opaque)
 	pthread_mutex_lock(&loop->lock);
 	if (!atomic_load(&loop->holder_tid)) {
 		/* Nobody runs the loop: hold it ourselves so no handler runs meanwhile. */
-		atomic_store(&loop->holder_tid, self_tid());
-		loop->holder_running = false;
-		loop->hold_depth = 1;
+		become_holder(loop, false);
 		pthread_mutex_unlock(&loop->lock);
 		fn(opaque);
 		release(loop);
@@ -326,12 +339,7 @@ static int run_calls(struct event_loop *loop)
 		c->fn(c->opaque);
 		n++;
 		pthread_mutex_lock(&loop->lock);
-		if (c->sync) {
-			c->done = true;
-			pthread_cond_broadcast(&loop->cond);
-		} else {
-			free(c);
-		}
+		finish_call(loop, c);
 	}
 	pthread_mutex_unlock(&loop->lock);
 	return n;
@@ -341,11 +349,7 @@ static int run_calls(struct event_loop *loop)
 
 struct set_args {
 	struct event_loop *loop;
-	int fd;
-	struct event_notifier *notifier;
-	event_fn *on_read, *on_write;
-	notifier_fn *on_notify;
-	void *opaque;
+	struct handler want;
 	int ret;
 };
 
@@ -383,14 +387,15 @@ static void remove_handler(struct event_loop *loop, struct handler *h)
 static void do_set_handler(void *opaque)
 {
 	struct set_args *a = opaque;
+	struct handler *want = &a->want;
 	struct event_loop *loop = a->loop;
-	struct handler *h = find_handler(loop, a->fd, a->notifier);
+	struct handler *h = find_handler(loop, want->fd, want->notifier);
 	struct epoll_event ev = { 0 };
 	bool fresh = !h;
 	int r;
 
 	a->ret = 0;
-	if (!a->on_read && !a->on_write && !a->on_notify) {
+	if (!want->on_read && !want->on_write && !want->on_notify) {
 		if (h)
 			remove_handler(loop, h);
 		return;
@@ -402,17 +407,13 @@ static void do_set_handler(void *opaque)
 			return;
 		}
 	}
-	ev.events = (a->on_read || a->on_notify ? EPOLLIN : 0) |
-		    (a->on_write ? EPOLLOUT : 0);
+	ev.events = (want->on_read || want->on_notify ? EPOLLIN : 0) |
+		    (want->on_write ? EPOLLOUT : 0);
 	ev.data.ptr = h;
-	if (fresh) {
-		r = epoll_ctl(loop->epfd, EPOLL_CTL_ADD, a->fd, &ev);
-	} else {
-		r = epoll_ctl(loop->epfd, EPOLL_CTL_MOD, a->fd, &ev);
-		/* The old fd was closed (its number maybe reused): add afresh. */
-		if (r < 0 && errno == ENOENT)
-			r = epoll_ctl(loop->epfd, EPOLL_CTL_ADD, a->fd, &ev);
-	}
+	r = epoll_ctl(loop->epfd, fresh ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, want->fd, &ev);
+	/* The old fd was closed (its number maybe reused): add afresh. */
+	if (r < 0 && !fresh && errno == ENOENT)
+		r = epoll_ctl(loop->epfd, EPOLL_CTL_ADD, want->fd, &ev);
 	if (r < 0) {
 		a->ret = -errno;
 		if (fresh)
@@ -422,24 +423,19 @@ static void do_set_handler(void *opaque)
 		return;
 	}
 	/* Updated in place: an event already fetched for @h gets the new callbacks. */
-	h->fd = a->fd;
-	h->notifier = a->notifier;
-	h->on_read = a->on_read;
-	h->on_write = a->on_write;
-	h->on_notify = a->on_notify;
-	h->opaque = a->opaque;
-	if (fresh) {
-		h->next = loop->handlers;
+	want->next = fresh ? loop->handlers : h->next;
+	*h = *want;
+	if (fresh)
 		loop->handlers = h;
-	}
 }
 
 int event_loop_set_fd_handler(struct event_loop *loop, int fd,
 			      event_fn *on_read, event_fn *on_write, void *opaque)
 {
 	struct set_args a = {
-		.loop = loop, .fd = fd, .on_read = on_read, .on_write = on_write,
-		.opaque = opaque,
+		.loop = loop,
+		.want = { .fd = fd, .on_read = on_read, .on_write = on_write,
+			  .opaque = opaque },
 	};
 
 	if (fd < 0)
@@ -453,8 +449,9 @@ int event_loop_set_notifier(struct event_loop *loop, struct event_notifier *e,
 			    notifier_fn *handler, void *opaque)
 {
 	struct set_args a = {
-		.loop = loop, .fd = e->fd, .notifier = e, .on_notify = handler,
-		.opaque = opaque,
+		.loop = loop,
+		.want = { .fd = e->fd, .notifier = e, .on_notify = handler,
+			  .opaque = opaque },
 	};
 
 	if (handler && e->fd < 0)

@@ -243,7 +243,7 @@ static const struct {
 	CAP(signal_msi, "MSIs injected directly", "MSIs only through routes"),
 	CAP(ioeventfd, "doorbells handled in KVM", "userspace fallback"),
 	CAP(ioeventfd_any_length, "len 0 (any size) doorbells in KVM", "len 0 doorbells: userspace fallback"),
-	CAP(ioeventfd_no_length, "KVM may take the fast exit for len 0", "len 0 matched by exact size"),
+	CAP(ioeventfd_no_length, "len 0 MMIO doorbells take KVM's fast exit", "len 0 doorbells take the normal exit"),
 	CAP(coalesced_mmio, "batched MMIO writes", "every MMIO write exits"),
 	CAP(coalesced_pio, "batched port writes", "every port write exits"),
 	CAP(immediate_exit, "vCPU kicks without races", "kicks rely on the signal alone"),
@@ -261,13 +261,13 @@ void kvm_print_caps(const struct kvm *kvm, FILE *out)
 	for (size_t i = 0; i < sizeof(cap_table) / sizeof(cap_table[0]); i++) {
 		bool on = *(const bool *)((const char *)c + cap_table[i].off);
 
-		fprintf(out, "  %-22s %-3s  %s\n", cap_table[i].name, on ? "yes" : "no",
+		fprintf(out, "  %-22s %-6s %s\n", cap_table[i].name, on ? "yes" : "no",
 			on ? cap_table[i].yes : cap_table[i].no);
 	}
-	fprintf(out, "  %-22s %-3d  %s\n", "coalesced_mmio_page", c->coalesced_mmio_page,
+	fprintf(out, "  %-22s %-6d %s\n", "coalesced_mmio_page", c->coalesced_mmio_page,
 		c->coalesced_mmio_page ? "ring page offset in kvm_run" : "no ring");
-	fprintf(out, "  %-22s %-3d  memory slots per VM\n", "nr_memslots", c->nr_memslots);
-	fprintf(out, "  %-22s %-3d  vCPUs per VM\n", "max_vcpus", c->max_vcpus);
+	fprintf(out, "  %-22s %-6d memory slots per VM\n", "nr_memslots", c->nr_memslots);
+	fprintf(out, "  %-22s %-6d vCPUs per VM\n", "max_vcpus", c->max_vcpus);
 }
 
 /* ---- irqchip, memory slots ----------------------------------------------------- */

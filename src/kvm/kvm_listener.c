@@ -88,14 +88,16 @@ static void ram_add(void *opaque, const struct flat_range *fr)
 		return;
 	}
 	r = kvm_set_memslot(l->kvm, slot, fr->addr, fr->size, host + fr->offset, false);
-	if (r == 0)
+	if (r == 0) {
 		r = map_add(l, fr->addr, fr->size, slot);
+		if (r < 0)  /* a slot we could never delete: take it back now */
+			kvm_set_memslot(l->kvm, slot, fr->addr, 0, NULL, false);
+	}
 	if (r < 0) {
 		/* The guest would see holes in its RAM: loud, but not our call to exit. */
 		log_error("kvm", "memory slot %d for 0x%llx+0x%llx: %s", slot,
 			  (unsigned long long)fr->addr, (unsigned long long)fr->size,
 			  strerror(-r));
-		kvm_set_memslot(l->kvm, slot, fr->addr, 0, NULL, false);
 		kvm_slot_free(l->kvm, slot);
 	}
 }
@@ -165,7 +167,8 @@ static int eventfd_add(void *opaque, const struct ioeventfd *ev)
 	if (ev->len == 0 && !c->ioeventfd_any_length)
 		return -EOPNOTSUPP;
 	if (ev->len == 0 && l->pio) {
-		/* KVM only matches "any size" on MMIO; no need to ask. */
+		/* memory.h makes "any size" MMIO only.  (The KVM here would take
+		 * it on a port; the userspace fallback keeps one behaviour.) */
 		atomic_fetch_add(&l->kvm_refused, 1);
 		return -EINVAL;
 	}

@@ -113,10 +113,12 @@ void flatview_publish(struct address_space *as, struct flatview *view);
 const struct flat_range *flatview_lookup(const struct flatview *view, uint64_t addr);
 
 /* ioeventfd.c */
+const char *ioeventfd_errno_name(int err); /* "EEXIST" for EEXIST or -EEXIST */
 int ioeventfd_set_build(struct flatview *view, bool is_pio);
 /* First flat ioeventfd at @addr (all of them follow it), or NULL. */
 const struct flat_ioeventfd *ioeventfd_set_find(const struct flatview *view,
 						 uint64_t addr);
+bool ioeventfd_sets_equal(const struct flatview *a, const struct flatview *b);
 bool ioeventfd_matches(const struct ioeventfd *ev, uint64_t addr,
 		       uint64_t data, unsigned len);
 /* Commit, in two halves around the memslot changes: withdraw what left

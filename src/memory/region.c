@@ -304,7 +304,7 @@ void mr_set_address(struct mem_region *mr, uint64_t offset)
 	end_mutation(changed);
 }
 
-static void set_flag(struct mem_region *mr, bool *flag, bool on)
+static void set_flag(bool *flag, bool on)
 {
 	bool changed;
 
@@ -317,19 +317,19 @@ static void set_flag(struct mem_region *mr, bool *flag, bool on)
 void mr_set_enabled(struct mem_region *mr, bool enabled)
 {
 	if (mr)
-		set_flag(mr, &mr->enabled, enabled);
+		set_flag(&mr->enabled, enabled);
 }
 
 void mr_set_coalesced(struct mem_region *mr, bool coalesced)
 {
 	if (mr)
-		set_flag(mr, &mr->coalesced, coalesced);
+		set_flag(&mr->coalesced, coalesced);
 }
 
 void mr_set_ioeventfd_userspace_only(struct mem_region *mr, bool on)
 {
 	if (mr)
-		set_flag(mr, &mr->ioeventfd_userspace_only, on);
+		set_flag(&mr->ioeventfd_userspace_only, on);
 }
 
 /* ---- accessors ---------------------------------------------------------------- */

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -224,6 +225,7 @@ struct count_ctx {
 	atomic_int calls;
 	atomic_bool removed;     /* set once set_notifier(NULL) returned */
 	atomic_int late_calls;   /* calls seen after that: must stay 0 */
+	int linger_us;           /* widens the window a wrong removal would hit */
 	pthread_t thread;
 	bool in_thread;
 	char thread_name[16];
@@ -240,12 +242,20 @@ static void count_notifier(struct event_notifier *e, void *opaque)
 	pthread_getname_np(pthread_self(), c->thread_name, sizeof(c->thread_name));
 	atomic_fetch_add(&c->sum, event_notifier_test_and_clear(e));
 	atomic_fetch_add(&c->calls, 1);
+	if (c->linger_us)
+		usleep(c->linger_us);
+	/* Still running after set_notifier(NULL) returned: as bad as a late call. */
+	if (atomic_load(&c->removed))
+		atomic_fetch_add(&c->late_calls, 1);
 }
 
+/* Helper threads report failures through their return value: cmocka's
+ * asserts may only fail in the test's own thread. */
 static void *signal_1000(void *opaque)
 {
 	for (int i = 0; i < 1000; i++)
-		assert_int_equal(event_notifier_set(opaque), 0);
+		if (event_notifier_set(opaque) < 0)
+			return opaque;
 	return NULL;
 }
 
@@ -255,6 +265,7 @@ static void test_notifier_counts_exactly(void **state)
 	struct event_notifier e;
 	struct count_ctx c = { 0 };
 	pthread_t producer;
+	void *failed;
 
 	(void)state;
 	assert_int_equal(iothread_new("iothread-with-a-long-name", &it), 0);
@@ -264,7 +275,8 @@ static void test_notifier_counts_exactly(void **state)
 	assert_int_equal(event_loop_set_notifier(c.loop, &e, count_notifier, &c), 0);
 
 	assert_int_equal(pthread_create(&producer, NULL, signal_1000, &e), 0);
-	pthread_join(producer, NULL);
+	pthread_join(producer, &failed);
+	assert_null(failed);
 	assert_true(WAIT_UNTIL(atomic_load(&c.sum) >= 1000));
 	assert_int_equal(atomic_load(&c.sum), 1000);
 	assert_int_equal(atomic_load(&e.consumed), 1000);
@@ -317,6 +329,7 @@ static void test_remove_from_other_thread(void **state)
 	/* Each registration has its own context: a late call is pinned on it. */
 	for (int i = 0; i < REGS; i++) {
 		regs[i].loop = iothread_loop(it);
+		regs[i].linger_us = 100;
 		assert_int_equal(event_loop_set_notifier(iothread_loop(it), &e,
 							 count_notifier, &regs[i]), 0);
 		assert_true(WAIT_UNTIL(atomic_load(&regs[i].calls) > 0));
@@ -377,7 +390,8 @@ static void *queue_calls(void *opaque)
 	struct seq_item *row = opaque;
 
 	for (int i = 0; i < CALLS; i++)
-		assert_int_equal(event_loop_call(row[i].s->loop, seq_check, &row[i]), 0);
+		if (event_loop_call(row[i].s->loop, seq_check, &row[i]) < 0)
+			return opaque;
 	return NULL;
 }
 
@@ -407,8 +421,12 @@ static void test_calls_fifo_and_sync(void **state)
 			items[p][i] = (struct seq_item){ &s, p, i };
 		assert_int_equal(pthread_create(&producers[p], NULL, queue_calls, items[p]), 0);
 	}
-	for (int p = 0; p < 2; p++)
-		pthread_join(producers[p], NULL);
+	for (int p = 0; p < 2; p++) {
+		void *failed;
+
+		pthread_join(producers[p], &failed);
+		assert_null(failed);
+	}
 	/* FIFO: the sync call queued last runs after every earlier call. */
 	assert_int_equal(event_loop_call_sync(s.loop, nested_sync, &s), 0);
 	assert_int_equal(s.total, 2 * CALLS);
@@ -472,6 +490,79 @@ static void test_call_sync_contention(void **state)
 	assert_int_equal(h.counter, 1 + 3 * 500);
 	assert_int_equal(h.not_holding, 0);
 	event_loop_free(h.loop);
+}
+
+struct runner {
+	struct event_loop *loop;
+	atomic_bool started;
+	int ret;
+};
+
+static void mark_started(void *opaque) { atomic_store(&((struct runner *)opaque)->started, true); }
+
+static void *run_loop(void *opaque)
+{
+	struct runner *r = opaque;
+
+	r->ret = event_loop_run(r->loop);
+	return NULL;
+}
+
+struct strand {
+	struct hold_ctx h;
+	sem_t in_call, release;
+	void *failed;
+};
+
+static void block_in_loop(void *opaque)
+{
+	struct strand *s = opaque;
+
+	sem_post(&s->in_call);
+	sem_wait(&s->release);
+}
+
+static void *one_sync_call(void *opaque)
+{
+	struct strand *s = opaque;
+
+	event_loop_call_sync(s->h.loop, bump, &s->h);
+	return NULL;
+}
+
+/*
+ * A call_sync queued while the loop is busy, then the loop stops: the
+ * caller must not be left waiting for a loop nobody will run again.
+ */
+static void test_call_sync_across_stop(void **state)
+{
+	struct strand s = { 0 };
+	struct runner r = { .ret = -1 };
+	pthread_t runner, caller;
+	struct timespec deadline;
+
+	(void)state;
+	s.h.loop = r.loop = event_loop_new("strand");
+	sem_init(&s.in_call, 0, 0);
+	sem_init(&s.release, 0, 0);
+	assert_int_equal(event_loop_call(r.loop, block_in_loop, &s), 0);
+	assert_int_equal(pthread_create(&runner, NULL, run_loop, &r), 0);
+	sem_wait(&s.in_call);
+	assert_int_equal(pthread_create(&caller, NULL, one_sync_call, &s), 0);
+	sleep_ms(50); /* only lets the call get queued first; either way must pass */
+	event_loop_stop(r.loop);
+	sem_post(&s.release);
+
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += NEVER_MS / 1000;
+	assert_int_equal(pthread_timedjoin_np(caller, NULL, &deadline), 0);
+	assert_int_equal(pthread_timedjoin_np(runner, NULL, &deadline), 0);
+	assert_int_equal(r.ret, 0);
+	assert_int_equal(s.h.counter, 1);
+	assert_int_equal(s.h.not_holding, 0);
+	sem_destroy(&s.in_call);
+	sem_destroy(&s.release);
+	event_loop_free(r.loop);
 }
 
 /* ---- timers ----------------------------------------------------------------- */
@@ -612,8 +703,10 @@ static void test_timer_from_other_thread(void **state)
 	assert_int_equal(iothread_new("io-timer", &it), 0);
 	t = timer_new(iothread_loop(it), remote_timer_cb, &r);
 	assert_non_null(t);
-	/* Be sure the iothread sleeps with no timeout: arming must wake it. */
+	/* Let the iothread fall asleep with no timeout: arming must wake it.
+	 * (The sleep only makes the test sharper; it passes either way.) */
 	assert_int_equal(event_loop_call_sync(iothread_loop(it), noop, NULL), 0);
+	sleep_ms(50);
 	atomic_store(&r.deadline, clock_ns() + 2000000);
 	timer_mod(t, atomic_load(&r.deadline));
 	assert_true(WAIT_UNTIL(atomic_load(&r.fired) == 1));
@@ -624,22 +717,6 @@ static void test_timer_from_other_thread(void **state)
 }
 
 /* ---- stop, run, iothread lifecycle ------------------------------------------ */
-
-struct runner {
-	struct event_loop *loop;
-	atomic_bool started;
-	int ret;
-};
-
-static void mark_started(void *opaque) { atomic_store(&((struct runner *)opaque)->started, true); }
-
-static void *run_loop(void *opaque)
-{
-	struct runner *r = opaque;
-
-	r->ret = event_loop_run(r->loop);
-	return NULL;
-}
 
 static void test_stop_from_other_thread(void **state)
 {
@@ -673,7 +750,13 @@ static pthread_key_t exit_key;
 static atomic_int thread_exits;
 
 static void on_thread_exit(void *value) { (void)value; atomic_fetch_add(&thread_exits, 1); }
-static void set_exit_key(void *opaque) { pthread_setspecific(exit_key, opaque); }
+static pthread_t first_call_thread;
+
+static void set_exit_key(void *opaque)
+{
+	first_call_thread = pthread_self();
+	pthread_setspecific(exit_key, opaque);
+}
 
 static void test_iothread_lifecycle(void **state)
 {
@@ -694,6 +777,8 @@ static void test_iothread_lifecycle(void **state)
 		assert_int_equal(iothread_new(name, &it), 0);
 		/* The key's destructor runs when the thread exits: join happened. */
 		event_loop_call_sync(iothread_loop(it), set_exit_key, it);
+		/* iothread_new returned with the thread already holding its loop. */
+		assert_false(pthread_equal(first_call_thread, pthread_self()));
 		/* Left behind on purpose: a registered handler and queued calls. */
 		assert_int_equal(pipe2(fds, O_NONBLOCK | O_CLOEXEC), 0);
 		assert_int_equal(event_loop_set_fd_handler(iothread_loop(it), fds[0], noop,
@@ -719,6 +804,7 @@ int main(void)
 		cmocka_unit_test(test_remove_from_other_thread),
 		cmocka_unit_test(test_calls_fifo_and_sync),
 		cmocka_unit_test(test_call_sync_contention),
+		cmocka_unit_test(test_call_sync_across_stop),
 		cmocka_unit_test(test_timers),
 		cmocka_unit_test(test_timer_from_other_thread),
 		cmocka_unit_test(test_stop_from_other_thread),
