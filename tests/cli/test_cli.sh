@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# The kickvm command as a user meets it: exit statuses, messages, and what
+# --stats / --info / --trace / bench print.  Usage: test_cli.sh KICKVM DEMO.elf
+set -u
+kickvm=$1
+demo=$2
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+pass=0 fail=0 skip=0
+
+check() {  # check NAME EXPECTED_STATUS GREP_PATTERN -- command...
+	local name=$1 want=$2 pattern=$3
+	shift 4
+	"$@" >"$tmp/out" 2>&1
+	local got=$?
+	if [ "$got" -ne "$want" ]; then
+		echo "FAIL $name: exit status $got, expected $want"; sed 's/^/    /' "$tmp/out" | head -20
+		fail=$((fail + 1)); return
+	fi
+	if [ -n "$pattern" ] && ! grep -q -E -- "$pattern" "$tmp/out"; then
+		echo "FAIL $name: output lacks /$pattern/"; sed 's/^/    /' "$tmp/out" | head -20
+		fail=$((fail + 1)); return
+	fi
+	echo "ok   $name"
+	pass=$((pass + 1))
+}
+
+# Command-line errors: a clear message and status 2, KVM or not.
+check "no command"            2 "usage: kickvm run"          -- "$kickvm"
+check "unknown command"       2 "unknown command 'frob'"     -- "$kickvm" frob
+check "bad option"            2 "Try 'kickvm run --help'"    -- "$kickvm" run --bogus "$demo"
+check "bad memory size"       2 "bad memory size '12Q'"      -- "$kickvm" run -m 12Q "$demo"
+check "bad cpu count"         2 "bad vCPU count '0'"         -- "$kickvm" run -c 0 "$demo"
+check "too many cpus"         2 "bad vCPU count '99'"        -- "$kickvm" run -c 99 "$demo"
+check "bad ioeventfd mode"    2 "on, off or auto, not 'maybe'" -- "$kickvm" run --ioeventfd=maybe "$demo"
+check "bad trace pattern"     2 "no trace event matches 'nope\*'" -- "$kickvm" run --trace 'nope*' "$demo"
+check "bad info"              2 "--info takes"               -- "$kickvm" run --info everything "$demo"
+check "two guests"            2 "one guest only"             -- "$kickvm" run "$demo" "$demo"
+check "missing guest"         2 "cannot read guest '/nonexistent.elf'" -- "$kickvm" run /nonexistent.elf
+check "bench unknown"         2 "unknown benchmark 'frob'"   -- "$kickvm" bench frob
+check "bench bad writes"      2 "bad --writes '0'"           -- "$kickvm" bench doorbell --writes 0
+check "help"                  0 "--ioeventfd MODE"           -- "$kickvm" run --help
+check "version"               0 "^kickvm [0-9]"              -- "$kickvm" --version
+
+if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
+	echo "skip the KVM part: /dev/kvm is missing or not accessible"
+	skip=$((skip + 7))
+else
+	head -c 4096 /dev/urandom >"$tmp/random.bin"
+	printf '\177ELF\002\001\001' >"$tmp/truncated.elf"
+	check "not an ELF"        2 "not an ELF file"            -- "$kickvm" run "$tmp/random.bin"
+	check "truncated ELF"     2 "random.bin|truncated|not an ELF|too short" -- "$kickvm" run "$tmp/truncated.elf"
+	check "info"              0 "ioeventfd +yes"             -- "$kickvm" info
+	# The demo: each doorbell proves its path.
+	check "demo stats"        0 "testdev\+0x000 len 4 datamatch +signals 1100 \(kvm 1100, userspace fallback 0\)" \
+		-- "$kickvm" run --stats "$demo"
+	check "demo ioeventfd=off" 0 "testdev\+0x000 len 4 datamatch +signals 1100 \(kvm 0, userspace fallback 1100\)" \
+		-- "$kickvm" run --ioeventfd=off --stats "$demo"
+	check "demo 2 vCPUs"      0 "demo done"                  -- "$kickvm" run -c 2 "$demo"
+	check "trace ioeventfd"   0 "ioeventfd_handler testdev"  -- "$kickvm" run --trace 'ioeventfd_*' "$demo"
+	check "info dumps"        0 "FlatView: AS \"memory\""    -- "$kickvm" run --info all "$demo"
+	check "bench json"        0 '^\{"bench":"doorbell","writes":50,"paths":\[\{"path":"trapped-pio","cpl":0' \
+		-- "$kickvm" bench doorbell --writes 50 --json
+fi
+echo "$pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
