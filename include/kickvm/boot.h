@@ -18,7 +18,7 @@ struct guest_mem;
 struct boot_image {
 	uint64_t entry64;        /* ELF e_entry */
 	uint64_t pvh_entry32;    /* XEN_ELFNOTE_PHYS32_ENTRY, 0 if absent */
-	uint64_t load_start, load_end;  /* lowest and highest byte loaded */
+	uint64_t load_start, load_end;  /* lowest and highest byte loaded (inclusive) */
 };
 
 /*
