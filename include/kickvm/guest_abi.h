@@ -78,6 +78,9 @@ enum kickvm_ucall_cmd {
 			    * args[3] = message (GPA, may be 0) */
 	UCALL_PRINT = 3,   /* args[0] = NUL-terminated string (GPA) */
 	UCALL_DONE = 4,    /* args[0] = vCPU index: this CPU has finished */
+	UCALL_REPORT = 5,  /* args[0] = name (GPA of a NUL-terminated string),
+			    * args[1] = value: a figure the guest measured or
+			    * counted, for the host test to check */
 };
 
 struct kickvm_ucall {

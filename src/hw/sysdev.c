@@ -64,6 +64,7 @@ static void sysdev_ucall(struct sysdev *sd, uint64_t gpa)
 		break;
 	case UCALL_SYNC:
 	case UCALL_DONE:
+	case UCALL_REPORT:
 		machine_post_ucall(sd->m, &uc);
 		break;
 	default:

@@ -1,0 +1,54 @@
+/*
+ * Block backends: a raw image file served asynchronously.  Requests are
+ * submitted from, and complete in, one event loop (the device's iothread):
+ * io_uring (liburing) when the kernel has it, else a small thread pool whose
+ * completions come back to the loop through an eventfd.
+ */
+#ifndef KICKVM_BLOCK_H
+#define KICKVM_BLOCK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "event.h"
+
+enum blk_aio { BLK_AIO_AUTO, BLK_AIO_IO_URING, BLK_AIO_THREADS };
+enum blk_op { BLK_READ, BLK_WRITE, BLK_FLUSH, BLK_DISCARD, BLK_WRITE_ZEROES };
+
+struct blk_backend;
+
+struct blk_req {
+	enum blk_op op;
+	uint64_t offset;               /* bytes */
+	uint64_t len;                  /* bytes, for discard/write-zeroes */
+	struct iovec *iov;             /* read/write buffers (guest memory) */
+	int iovcnt;
+	/* Called in the backend's loop with 0 or a negative errno. */
+	void (*done)(struct blk_req *req, int ret);
+	void *opaque;
+};
+
+struct blk_opts {
+	bool readonly;
+	bool direct;                   /* O_DIRECT (cache=none) */
+	enum blk_aio aio;
+	unsigned queue_depth;          /* in-flight requests; default 128 */
+};
+
+int blk_open(const char *path, const struct blk_opts *opts, struct event_loop *loop,
+	     struct blk_backend **out);
+/* Waits for in-flight requests, then closes. */
+void blk_close(struct blk_backend *b);
+uint64_t blk_size(const struct blk_backend *b);
+bool blk_readonly(const struct blk_backend *b);
+const char *blk_aio_name(const struct blk_backend *b);   /* "io_uring" / "threads" */
+/* Queue @req; its done() runs later in the loop (never inside this call).
+ * -EROFS for writes on a read-only backend, -EINVAL out of range. */
+int blk_submit(struct blk_backend *b, struct blk_req *req);
+/* Requests submitted but not completed. */
+unsigned blk_in_flight(const struct blk_backend *b);
+/* Wait (running the loop if called from it) until nothing is in flight. */
+void blk_drain(struct blk_backend *b);
+
+#endif

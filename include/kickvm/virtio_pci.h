@@ -1,0 +1,44 @@
+/*
+ * The virtio 1.x modern PCI transport (virtio 1.2 §4.1): common config,
+ * notify (notify_off_multiplier 4: every queue its own doorbell), ISR and
+ * device config structures in one memory BAR, MSI-X in another.
+ *
+ * Host notifiers, as seed 002 and FIELD-NOTES §3 describe: at DRIVER_OK one
+ * ioeventfd per ready queue (len 0 at its own doorbell), all in one memory
+ * transaction, then every queue kicked once so requests queued before are
+ * processed; DRIVER_OK cleared, reset or bus master cleared stop them, each
+ * handler run once before its eventfd closes.  If they cannot be used the
+ * device logs "falling back to userspace notify (slower)" and serves the
+ * trapped doorbell writes itself.
+ */
+#ifndef KICKVM_VIRTIO_PCI_H
+#define KICKVM_VIRTIO_PCI_H
+
+#include <stdbool.h>
+
+#include "pci.h"
+#include "virtio.h"
+
+#define VIRTIO_PCI_VENDOR         0x1af4
+#define VIRTIO_PCI_DEVICE_BASE    0x1040   /* + virtio device id (modern) */
+#define VIRTIO_PCI_NOTIFY_MULT    4
+
+struct virtio_pci;
+
+struct virtio_pci_opts {
+	bool ioeventfd;                /* per device: on (default) or off */
+	int slot;                      /* PCI slot, -1 for the first free */
+};
+
+/* Create the PCI function for @vdev (already virtio_dev_init()ed) and plug
+ * it into @bus. */
+int virtio_pci_create(struct pci_bus *bus, struct virtio_dev *vdev,
+		      const struct virtio_pci_opts *opts, struct virtio_pci **out);
+void virtio_pci_destroy(struct virtio_pci *vp);
+struct pci_device *virtio_pci_device(struct virtio_pci *vp);
+/* True while host notifiers (ioeventfds) serve the queues. */
+bool virtio_pci_notifiers_active(const struct virtio_pci *vp);
+/* Doorbell writes that reached the transport itself (userspace notify). */
+uint64_t virtio_pci_trapped_notifies(const struct virtio_pci *vp);
+
+#endif
