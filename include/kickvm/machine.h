@@ -25,10 +25,15 @@
 
 #define MACHINE_MAX_VCPUS     8
 #define MACHINE_MAX_IOTHREADS 8
+#define MACHINE_MAX_DEVICES   8
 
 struct uart8250;
 struct sysdev;
 struct testdev;
+struct pci_bus;
+struct virtio_dev;
+struct virtio_pci;
+struct virtio_blk_opts;
 
 struct machine_config {
 	uint64_t ram_size;            /* bytes; default 256 MiB */
@@ -57,6 +62,14 @@ struct machine {
 	struct uart8250 *uart;
 	struct sysdev *sysdev;
 	struct testdev *testdev;
+	struct pci_bus *pci;
+	struct machine_device {
+		char id[32];              /* "virtio-blk0" */
+		struct virtio_dev *vdev;
+		struct virtio_pci *vp;
+		struct event_loop *loop;  /* where its work runs */
+	} devices[MACHINE_MAX_DEVICES];
+	int nr_devices;
 
 	_Atomic bool stopping;
 	int exit_status;              /* valid once stopping */
@@ -79,6 +92,21 @@ int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
 
 /* Find or create the iothread @name. */
 int machine_iothread(struct machine *m, const char *name, struct iothread **out);
+
+/* Options every virtio device takes (QEMU's spelling on the command line). */
+struct machine_virtio_opts {
+	const char *iothread;         /* run its work there; NULL: main loop */
+	bool ioeventfd;               /* host notifiers (default true) */
+	int slot;                     /* PCI slot, -1: first free */
+};
+void machine_virtio_opts_defaults(struct machine_virtio_opts *o);
+
+/* Add a virtio-blk (or -rng) PCI device. *@why says what went wrong. */
+int machine_add_virtio_blk(struct machine *m, const struct virtio_blk_opts *blk,
+			   const struct machine_virtio_opts *o, struct machine_device **out,
+			   const char **why);
+int machine_add_virtio_rng(struct machine *m, const struct machine_virtio_opts *o,
+			   struct machine_device **out, const char **why);
 
 /* Run the vCPUs on their own threads until the guest ends (or a fatal exit,
  * or machine_request_stop()). Returns the guest's exit status, or a negative

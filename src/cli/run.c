@@ -7,12 +7,14 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/device_opts.h"
 #include "hw/testdev.h"
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
 #include "kickvm/trace.h"
 
 #define MAX_INFO 4
+#define MAX_OBJECTS MACHINE_MAX_IOTHREADS
 
 static void run_help(void)
 {
@@ -27,6 +29,10 @@ static void run_help(void)
 	       "                           comma-separated, '-' prefix disables), e.g. 'ioeventfd_*'\n"
 	       "      --stats              print exits and signals per path when the guest ends\n"
 	       "      --info WHAT          print mtree, flatview, ioeventfds or all when the guest ends\n"
+	       "  -device virtio-blk,file=IMG[,readonly=on][,ioeventfd=on|off][,iothread=NAME]\n"
+	       "         [,serial=S][,cache=writeback|none][,aio=auto|io_uring|threads][,slot=N]\n"
+	       "  -device virtio-rng[,ioeventfd=on|off][,iothread=NAME]\n"
+	       "  -object iothread,id=NAME  a thread for device work (declare before use)\n"
 	       "  -v, --verbose            log more (repeat for debug)\n"
 	       "  -h, --help               this text\n\n"
 	       "The exit status is the guest's; 2 means a bad command line or guest file.\n",
@@ -46,8 +52,64 @@ int parse_ioeventfd_mode(const char *s, enum ioeventfd_mode *mode)
 	return 0;
 }
 
+/* Every iothread a device names was declared, and declared once. */
+static int check_device_specs(const struct device_spec *devices, int nr_devices,
+			      const char *const *iothreads, int nr_objects)
+{
+	for (int i = 0; i < nr_objects; i++)
+		for (int j = 0; j < i; j++)
+			if (!strcmp(iothreads[i], iothreads[j]))
+				return usage_error("run ", "iothread '%s' declared twice", iothreads[i]);
+	for (int i = 0; i < nr_devices; i++) {
+		const char *want = devices[i].virtio.iothread;
+		bool found = !want;
+
+		for (int j = 0; j < nr_objects && !found; j++)
+			found = !strcmp(want, iothreads[j]);
+		if (!found)
+			return usage_error("run ", "%s: no iothread '%s' (declare it with -object iothread,id=%s)",
+					   devices[i].type, want, want);
+	}
+	return 0;
+}
+
+/* Iothreads first, so devices can bind to them. Returns an exit status or 0. */
+static int add_devices(struct machine *m, struct device_spec *devices, int nr_devices,
+		       const char *const *iothreads, int nr_objects)
+{
+	struct machine_device *md;
+	struct iothread *it;
+	const char *why = NULL;
+	int ret = 0;
+
+	for (int i = 0; i < nr_objects && !ret; i++)
+		ret = machine_iothread(m, iothreads[i], &it);
+	if (ret < 0) {
+		fprintf(stderr, "kickvm: cannot start iothreads: %s\n", strerror(-ret));
+		return 1;
+	}
+	for (int i = 0; i < nr_devices; i++) {
+		struct device_spec *d = &devices[i];
+
+		if (!strcmp(d->type, "virtio-blk"))
+			ret = machine_add_virtio_blk(m, &d->blk, &d->virtio, &md, &why);
+		else
+			ret = machine_add_virtio_rng(m, &d->virtio, &md, &why);
+		if (ret < 0) {
+			fprintf(stderr, "kickvm: -device %s%s%s: %s (%s)\n", d->type,
+				d->blk.file ? ",file=" : "", d->blk.file ? d->blk.file : "",
+				why ? why : "error", strerror(-ret));
+			/* A missing or unreadable image is the user's to fix. */
+			return ret == -ENOENT || ret == -EACCES || ret == -EISDIR ? EXIT_USAGE : 1;
+		}
+	}
+	return 0;
+}
+
 int cmd_run(int argc, char **argv)
 {
+/* A bad option after a -device must still free what was parsed. */
+#define FAIL_USAGE(...) do { ret = usage_error("run ", __VA_ARGS__); goto out_specs; } while (0)
 	static const struct option opts[] = {
 		{ "memory", required_argument, NULL, 'm' },
 		{ "cpus", required_argument, NULL, 'c' },
@@ -57,6 +119,8 @@ int cmd_run(int argc, char **argv)
 		{ "trace", required_argument, NULL, 'T' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "info", required_argument, NULL, 'i' },
+		{ "device", required_argument, NULL, 'D' },
+		{ "object", required_argument, NULL, 'O' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -67,32 +131,36 @@ int cmd_run(int argc, char **argv)
 	int nr_info = 0, verbose = 0, c, ret;
 	bool stats = false;
 	uint64_t v;
+	struct device_spec devices[MACHINE_MAX_DEVICES];
+	const char *iothreads[MAX_OBJECTS];
+	char *object_bufs[MAX_OBJECTS];
+	int nr_devices = 0, nr_objects = 0;
+	char err[160];
 
 	machine_config_defaults(&cfg);
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "m:c:a:vh", opts, NULL)) != -1) {
+	/* _only: -device/-object take one dash, as in QEMU. */
+	while ((c = getopt_long_only(argc, argv, "m:c:a:vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'm':
 			if (parse_size(optarg, &cfg.ram_size) < 0)
-				return usage_error("run ", "bad memory size '%s'", optarg);
+				FAIL_USAGE("bad memory size '%s'", optarg);
 			break;
 		case 'c':
 			if (parse_uint(optarg, 1, MACHINE_MAX_VCPUS, &v) < 0)
-				return usage_error("run ", "bad vCPU count '%s' (1-%d)", optarg,
-						   MACHINE_MAX_VCPUS);
+				FAIL_USAGE("bad vCPU count '%s' (1-%d)", optarg, MACHINE_MAX_VCPUS);
 			cfg.nr_vcpus = (int)v;
 			break;
 		case 'I':
 			if (parse_ioeventfd_mode(optarg, &cfg.ioeventfd) < 0)
-				return usage_error("run ", "--ioeventfd takes on, off or auto, not '%s'",
-						   optarg);
+				FAIL_USAGE("--ioeventfd takes on, off or auto, not '%s'", optarg);
 			break;
 		case 'a':
 			cmdline = optarg;
 			break;
 		case 'T':
 			if (trace_enable(optarg) < 0)
-				return usage_error("run ", "no trace event matches '%s'", optarg);
+				FAIL_USAGE("no trace event matches '%s'", optarg);
 			break;
 		case 'S':
 			stats = true;
@@ -100,27 +168,49 @@ int cmd_run(int argc, char **argv)
 		case 'i':
 			if (strcmp(optarg, "mtree") && strcmp(optarg, "flatview") &&
 			    strcmp(optarg, "ioeventfds") && strcmp(optarg, "all"))
-				return usage_error("run ", "--info takes mtree, flatview, ioeventfds or all");
+				FAIL_USAGE("--info takes mtree, flatview, ioeventfds or all");
 			if (nr_info == MAX_INFO)
-				return usage_error("run ", "too many --info");
+				FAIL_USAGE("too many --info");
 			info[nr_info++] = optarg;
+			break;
+		case 'D':
+			if (nr_devices == MACHINE_MAX_DEVICES)
+				FAIL_USAGE("too many -device (at most %d)", MACHINE_MAX_DEVICES);
+			if (device_spec_parse(optarg, &devices[nr_devices++], err, sizeof(err)) < 0)
+				FAIL_USAGE("-device %s: %s", optarg, err);
+			break;
+		case 'O':
+			if (nr_objects == MAX_OBJECTS)
+				FAIL_USAGE("too many -object");
+			ret = object_spec_parse(optarg, &iothreads[nr_objects],
+						&object_bufs[nr_objects], err, sizeof(err));
+			nr_objects++;
+			if (ret < 0)
+				FAIL_USAGE("-object %s: %s", optarg, err);
 			break;
 		case 'v':
 			verbose++;
 			break;
 		case 'h':
 			run_help();
-			return 0;
+			ret = 0;
+			goto out_specs;
 		default:
-			return usage_error("run ", "bad option");
+			FAIL_USAGE("bad option");
 		}
 	}
-	if (argc - optind > 1)
-		return usage_error("run ", "one guest only ('%s' is extra)", argv[optind + 1]);
+	ret = check_device_specs(devices, nr_devices, iothreads, nr_objects);
+	if (ret)
+		goto out_specs;
+	if (argc - optind > 1) {
+		ret = usage_error("run ", "one guest only ('%s' is extra)", argv[optind + 1]);
+		goto out_specs;
+	}
 	guest = optind < argc ? argv[optind] : bundled_guest("kickvm-demo.elf");
 	if (access(guest, R_OK) < 0) {
 		fprintf(stderr, "kickvm: cannot read guest '%s': %s\n", guest, strerror(errno));
-		return EXIT_USAGE;
+		ret = EXIT_USAGE;
+		goto out_specs;
 	}
 	if (verbose)
 		log_set_level(verbose > 1 ? LOG_DEBUG : LOG_INFO);
@@ -129,19 +219,27 @@ int cmd_run(int argc, char **argv)
 	if (ret < 0) {
 		fprintf(stderr, "kickvm: cannot create the machine: %s (%s)\n",
 			why ? why : "error", strerror(-ret));
-		return 1;
+		ret = 1;
+		goto out_specs;
+	}
+	ret = add_devices(m, devices, nr_devices, iothreads, nr_objects);
+	if (ret) {
+		machine_destroy(m);
+		goto out_specs;
 	}
 	ret = testdev_setup_defaults(m->testdev);
 	if (ret < 0) {
 		fprintf(stderr, "kickvm: cannot set up the test device: %s\n", strerror(-ret));
 		machine_destroy(m);
-		return 1;
+		ret = 1;
+		goto out_specs;
 	}
 	ret = machine_load_guest(m, guest, cmdline, &why);
 	if (ret < 0) {
 		fprintf(stderr, "kickvm: %s: %s\n", guest, why ? why : strerror(-ret));
 		machine_destroy(m);
-		return ret == -ENOEXEC || ret == -E2BIG || ret == -ENOENT ? EXIT_USAGE : 1;
+		ret = ret == -ENOEXEC || ret == -E2BIG || ret == -ENOENT ? EXIT_USAGE : 1;
+		goto out_specs;
 	}
 	ret = machine_run(m);
 	fflush(stdout);
@@ -154,5 +252,10 @@ int cmd_run(int argc, char **argv)
 		ret = 1;
 	}
 	machine_destroy(m);
+out_specs:
+	for (int i = 0; i < nr_devices; i++)
+		device_spec_free(&devices[i]);
+	for (int i = 0; i < nr_objects; i++)
+		free(object_bufs[i]);
 	return ret;
 }

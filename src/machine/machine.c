@@ -13,6 +13,9 @@
 #include "kickvm/boot.h"
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
+#include "kickvm/pci.h"
+
+#include "machine/machine_internal.h"
 
 #define MiB (1ull << 20)
 /* Guest-physical address width we model: enough for any BAR placement. */
@@ -129,6 +132,13 @@ int machine_create(const struct machine_config *cfg, struct machine **out, const
 		ret = sysdev_create(m, &m->sysdev);
 	if (!ret)
 		ret = testdev_create(m, m->main_loop, &m->testdev);
+	if (!ret) {
+		struct pci_host_config pcfg = {
+			.system_root = m->system_root, .io_root = m->io_root, .kvm = m->kvm,
+		};
+
+		ret = pci_bus_create(&pcfg, &m->pci);
+	}
 	if (ret < 0) {
 		*why = "cannot create the standard devices";
 		goto fail;
@@ -205,7 +215,11 @@ void machine_destroy(struct machine *m)
 	if (!m)
 		return;
 	/* Devices first: their doorbells deregister from KVM through the
-	 * address spaces, which must still exist. */
+	 * address spaces, which must still exist; and their work stops before
+	 * the iothreads it runs on. */
+	machine_remove_devices(m);
+	if (m->pci)
+		pci_bus_destroy(m->pci);
 	testdev_destroy(m->testdev);
 	sysdev_destroy(m->sysdev);
 	uart8250_destroy(m->uart);

@@ -11,6 +11,8 @@
 #include "hw/testdev.h"
 #include "hw/uart8250.h"
 #include "kickvm/machine.h"
+#include "kickvm/virtio_devices.h"
+#include "kickvm/virtio_pci.h"
 
 static void print_as_stats(struct address_space *as, FILE *out)
 {
@@ -31,6 +33,31 @@ static void print_doorbell(struct testdev_doorbell *db, void *opaque)
 	fprintf(out, "  %s+0x%03" PRIx64 " len %u %-10s signals %" PRIu64 " (kvm %" PRIu64
 		", userspace fallback %" PRIu64 ")\n", db->name, db->offset, db->len,
 		db->match_data ? "datamatch" : "any", total, total - fallback, fallback);
+}
+
+static void print_virtio_device(struct machine_device *md, FILE *out)
+{
+	struct virtio_dev *vdev = md->vdev;
+
+	fprintf(out, " %s (%s, work in \"%s\"): host notifiers %s, doorbell writes trapped %"
+		PRIu64 "%s\n", md->id, vdev->ops->name, event_loop_name(md->loop),
+		virtio_pci_notifiers_active(md->vp) ? "active" : "inactive",
+		virtio_pci_trapped_notifies(md->vp), vdev->broken ? ", NEEDS_RESET" : "");
+	for (unsigned q = 0; q < vdev->ops->nr_queues; q++)
+		fprintf(out, "  queue %u: notifies handled %" PRIu64 ", interrupts %" PRIu64 "\n", q,
+			(uint64_t)vdev->queues[q].notifies, (uint64_t)vdev->queues[q].interrupts);
+	if (vdev->ops->device_id == VIRTIO_ID_BLOCK) {
+		struct virtio_blk_stats st;
+
+		virtio_blk_get_stats(vdev, &st);
+		fprintf(out, "  requests: read %" PRIu64 ", write %" PRIu64 ", flush %" PRIu64
+			", get-id %" PRIu64 ", discard %" PRIu64 ", write-zeroes %" PRIu64
+			", unsupported %" PRIu64 ", I/O errors %" PRIu64 "\n", st.reads, st.writes,
+			st.flushes, st.get_ids, st.discards, st.write_zeroes, st.unsupported,
+			st.io_errors);
+	} else if (vdev->ops->device_id == VIRTIO_ID_RNG) {
+		fprintf(out, "  random bytes: %" PRIu64 "\n", virtio_rng_bytes(vdev));
+	}
 }
 
 void machine_print_stats(struct machine *m, FILE *out)
@@ -72,6 +99,8 @@ void machine_print_stats(struct machine *m, FILE *out)
 			fprintf(out, " 0x%x:%" PRIu64, KICKVM_TESTDEV_PORT + i, n);
 	}
 	fprintf(out, "; coalesced %" PRIu64 "\n", testdev_coalesced_writes(m->testdev));
+	for (int i = 0; i < m->nr_devices; i++)
+		print_virtio_device(&m->devices[i], out);
 	fprintf(out, " console characters: %" PRIu64 "\n", uart8250_chars(m->uart));
 	fprintf(out, " total MMIO+PIO exits: %" PRIu64 "\n", exits);
 }

@@ -1,0 +1,24 @@
+/* Parsing -device and -object (see device_opts.c). */
+#ifndef KICKVM_CLI_DEVICE_OPTS_H
+#define KICKVM_CLI_DEVICE_OPTS_H
+
+#include <stddef.h>
+
+#include "kickvm/machine.h"
+#include "kickvm/virtio_devices.h"
+
+struct device_spec {
+	const char *type;              /* "virtio-blk", "virtio-rng" */
+	struct virtio_blk_opts blk;
+	struct machine_virtio_opts virtio;
+	char *buf;                     /* the strings above point into it */
+};
+
+/* Parse @arg; on -EINVAL @err says why. device_spec_free() in any case. */
+int device_spec_parse(const char *arg, struct device_spec *d, char *err, size_t errlen);
+void device_spec_free(struct device_spec *d);
+/* "iothread,id=NAME": *@iothread_id points into *@buf (free it). */
+int object_spec_parse(const char *arg, const char **iothread_id, char **buf, char *err,
+		      size_t errlen);
+
+#endif
