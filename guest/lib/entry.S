@@ -18,6 +18,14 @@
 	.asciz "Xen"
 	.quad pvh_start32
 
+/* ---- KickVM note: kickvm starts every vCPU at _start in 64-bit mode ---- */
+	.section .note.kickvm, "a", @note
+	.balign 4
+	.long 7, 8, 1			/* "KickVM\0", 8-byte desc, KICKVM_ELFNOTE_ENTRY64 */
+	.asciz "KickVM"
+	.balign 4
+	.quad _start
+
 /*
  * Everything the IDT points at lives in .text.entry, which guest.ld places
  * first, at GUEST_LOAD_BASE: a stub's address is then an assembly-time

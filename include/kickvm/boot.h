@@ -18,6 +18,7 @@ struct guest_mem;
 struct boot_image {
 	uint64_t entry64;        /* ELF e_entry */
 	uint64_t pvh_entry32;    /* XEN_ELFNOTE_PHYS32_ENTRY, 0 if absent */
+	uint64_t kickvm_entry64; /* KICKVM_ELFNOTE_ENTRY64, 0 if absent */
 	uint64_t load_start, load_end;  /* lowest and highest byte loaded (inclusive) */
 };
 
@@ -38,8 +39,22 @@ int boot_load_elf_file(struct guest_mem *gm, const char *path,
  */
 int boot_setup_tables(struct guest_mem *gm, const char *cmdline);
 
-/* The entry state of vCPU @index for @img (64-bit entry, as guest_abi.h says). */
-void boot_vcpu_state(const struct boot_image *img, int index,
-		     struct vcpu_boot_state *bs);
+enum boot_protocol {
+	BOOT_AUTO,     /* KickVM note, else PVH note, else ELF64 */
+	BOOT_KICKVM,   /* every vCPU at the KickVM note's 64-bit entry */
+	BOOT_PVH,      /* the boot CPU at the PVH entry; the others wait for SIPI */
+	BOOT_ELF64,    /* every vCPU at e_entry in 64-bit mode */
+};
+
+/* The protocol @img boots with when @requested; -ENOEXEC (with *@why) when
+ * the image lacks what @requested needs. */
+int boot_choose(const struct boot_image *img, enum boot_protocol requested,
+		enum boot_protocol *chosen, const char **why);
+const char *boot_protocol_name(enum boot_protocol p);
+
+/* The entry state of vCPU @index under @proto (as chosen by boot_choose()).
+ * Returns 1 when the vCPU starts there, 0 when it waits for INIT/SIPI. */
+int boot_vcpu_state(const struct boot_image *img, enum boot_protocol proto, int index,
+		    struct vcpu_boot_state *bs);
 
 #endif

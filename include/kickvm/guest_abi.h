@@ -38,6 +38,14 @@
  */
 #define HVM_START_MAGIC 0x336ec578u
 
+/* ELF note (name "KickVM", type 1, 8-byte address) by which a guest says it
+ * takes the entry above on every vCPU.  Without it, a guest with a PVH note
+ * (Xen, type 18: 32-bit entry, paging off, ebx = start_info, boot CPU only)
+ * boots as QEMU and Firecracker boot it; without either, e_entry in 64-bit
+ * mode as above. */
+#define KICKVM_ELFNOTE_NAME     "KickVM"
+#define KICKVM_ELFNOTE_ENTRY64  1
+
 struct hvm_start_info {
 	uint32_t magic;
 	uint32_t version;        /* 1: memmap fields valid */

@@ -41,6 +41,7 @@ struct machine_config {
 	enum ioeventfd_mode ioeventfd;
 	const char *kvm_path;         /* NULL: /dev/kvm */
 	FILE *console;                /* UART output; NULL: stdout */
+	int boot;                     /* enum boot_protocol; default BOOT_AUTO */
 };
 
 void machine_config_defaults(struct machine_config *cfg);

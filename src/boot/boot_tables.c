@@ -138,22 +138,71 @@ int boot_setup_tables(struct guest_mem *gm, const char *cmdline)
 	return ret;
 }
 
-void boot_vcpu_state(const struct boot_image *img, int index,
-		     struct vcpu_boot_state *bs)
+const char *boot_protocol_name(enum boot_protocol p)
+{
+	static const char *const names[] = {
+		[BOOT_AUTO] = "auto", [BOOT_KICKVM] = "kickvm", [BOOT_PVH] = "pvh",
+		[BOOT_ELF64] = "elf64",
+	};
+
+	return p <= BOOT_ELF64 ? names[p] : "?";
+}
+
+int boot_choose(const struct boot_image *img, enum boot_protocol requested,
+		enum boot_protocol *chosen, const char **why)
+{
+	switch (requested) {
+	case BOOT_AUTO:
+		*chosen = img->kickvm_entry64 ? BOOT_KICKVM : img->pvh_entry32 ? BOOT_PVH : BOOT_ELF64;
+		return 0;
+	case BOOT_KICKVM:
+		if (!img->kickvm_entry64)
+			goto missing;
+		break;
+	case BOOT_PVH:
+		if (!img->pvh_entry32)
+			goto missing;
+		break;
+	case BOOT_ELF64:
+		break;
+	}
+	*chosen = requested;
+	return 0;
+missing:
+	if (why)
+		*why = requested == BOOT_PVH ? "no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"
+					     : "no KickVM entry note";
+	return -ENOEXEC;
+}
+
+int boot_vcpu_state(const struct boot_image *img, enum boot_protocol proto, int index,
+		    struct vcpu_boot_state *bs)
 {
 	memset(bs, 0, sizeof(*bs));
-	bs->rip = img->entry64;
-	bs->rsp = 0;   /* the guest picks its own stack (guest_abi.h) */
 	bs->rbx = KICKVM_BOOT_START_INFO;
-	bs->rsi = (uint64_t)index;
 	bs->rflags = 0x2;  /* bit 1 is always set; IF off */
+	bs->gdt_base = KICKVM_BOOT_GDT;
+	bs->gdt_limit = BOOT_GDT_ENTRIES * 8 - 1;
+	bs->ds = KICKVM_BOOT_DS;
+	if (proto == BOOT_PVH) {
+		/* PVH: 32-bit flat protected mode, paging off; the guest brings
+		 * up its other CPUs itself with INIT/SIPI. */
+		if (index != 0)
+			return 0;
+		bs->rip = img->pvh_entry32;
+		bs->cr0 = CR0_PE | CR0_ET;
+		bs->cs = KICKVM_BOOT_CS32;
+		bs->long_mode = false;
+		return 1;
+	}
+	bs->rip = proto == BOOT_KICKVM ? img->kickvm_entry64 : img->entry64;
+	bs->rsp = 0;   /* the guest picks its own stack (guest_abi.h) */
+	bs->rsi = (uint64_t)index;
 	bs->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
 	bs->cr3 = KICKVM_BOOT_PML4;
 	bs->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
 	bs->efer = EFER_LME | EFER_LMA | EFER_SCE;
-	bs->gdt_base = KICKVM_BOOT_GDT;
-	bs->gdt_limit = BOOT_GDT_ENTRIES * 8 - 1;
 	bs->cs = KICKVM_BOOT_CS64;
-	bs->ds = KICKVM_BOOT_DS;
 	bs->long_mode = true;
+	return 1;
 }

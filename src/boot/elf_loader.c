@@ -99,7 +99,7 @@ static uint64_t align_up(uint64_t v, uint64_t a)
  * the file malformed; unknown notes are skipped.
  */
 static int parse_notes(const uint8_t *seg, uint64_t size, uint64_t align,
-		       uint64_t *pvh_entry, const char **why)
+		       uint64_t *pvh_entry, uint64_t *kickvm_entry, const char **why)
 {
 	uint64_t off = 0;
 
@@ -125,11 +125,25 @@ static int parse_notes(const uint8_t *seg, uint64_t size, uint64_t align,
 			memcpy(&v, seg + desc_off, nh.n_descsz);
 			*pvh_entry = v;
 		}
+		if (nh.n_type == KICKVM_ELFNOTE_ENTRY64 && nh.n_namesz == sizeof(KICKVM_ELFNOTE_NAME) &&
+		    memcmp(seg + name_off, KICKVM_ELFNOTE_NAME, sizeof(KICKVM_ELFNOTE_NAME)) == 0) {
+			if (nh.n_descsz != 8)
+				return reject(why, "bad KickVM entry note");
+			memcpy(kickvm_entry, seg + desc_off, 8);
+		}
 		if (next >= size)
 			break;
 		off = next;
 	}
 	return 0;
+}
+
+static bool in_loaded_segment(const Elf64_Phdr *ph, unsigned n, uint64_t addr)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (ph[i].p_type == PT_LOAD && inside(addr, ph[i].p_paddr, ph[i].p_memsz))
+			return true;
+	return false;
 }
 
 int boot_load_elf(struct guest_mem *gm, const void *buf, size_t len,
@@ -138,7 +152,7 @@ int boot_load_elf(struct guest_mem *gm, const void *buf, size_t len,
 	const uint8_t *file = buf;
 	Elf64_Ehdr eh;
 	Elf64_Phdr ph[ELF_MAX_PHDRS];
-	uint64_t pvh_entry = 0, lo = UINT64_MAX, hi = 0;
+	uint64_t pvh_entry = 0, kickvm_entry = 0, lo = UINT64_MAX, hi = 0;
 	bool entry_ok = false;
 	unsigned nr_load = 0;
 	int ret;
@@ -161,7 +175,7 @@ int boot_load_elf(struct guest_mem *gm, const void *buf, size_t len,
 			if (!add_ok(ph[i].p_offset, ph[i].p_filesz, &end) || end > len)
 				return reject(why, "note segment outside the file");
 			ret = parse_notes(file + ph[i].p_offset, ph[i].p_filesz,
-					  ph[i].p_align, &pvh_entry, why);
+					  ph[i].p_align, &pvh_entry, &kickvm_entry, why);
 			if (ret)
 				return ret;
 			continue;
@@ -191,16 +205,11 @@ int boot_load_elf(struct guest_mem *gm, const void *buf, size_t len,
 		return reject(why, "no loadable segment");
 	if (!entry_ok)
 		return reject(why, "entry point outside the loaded segments");
-	/* The note may come after the segments, so check it once all are known. */
-	if (pvh_entry) {
-		bool pvh_ok = false;
-
-		for (unsigned i = 0; i < eh.e_phnum && !pvh_ok; i++)
-			pvh_ok = ph[i].p_type == PT_LOAD &&
-				 inside(pvh_entry, ph[i].p_paddr, ph[i].p_memsz);
-		if (!pvh_ok)
-			return reject(why, "PVH entry outside the loaded segments");
-	}
+	/* The notes may come after the segments: check them once all are known. */
+	if (pvh_entry && !in_loaded_segment(ph, eh.e_phnum, pvh_entry))
+		return reject(why, "PVH entry outside the loaded segments");
+	if (kickvm_entry && !in_loaded_segment(ph, eh.e_phnum, kickvm_entry))
+		return reject(why, "KickVM entry outside the loaded segments");
 
 	/* Everything checked: now copy. */
 	for (unsigned i = 0; i < eh.e_phnum; i++) {
@@ -215,6 +224,7 @@ int boot_load_elf(struct guest_mem *gm, const void *buf, size_t len,
 	if (img) {
 		img->entry64 = eh.e_entry;
 		img->pvh_entry32 = pvh_entry;
+		img->kickvm_entry64 = kickvm_entry;
 		img->load_start = lo;
 		img->load_end = hi;
 	}

@@ -9,6 +9,7 @@
 #include "cli/cli.h"
 #include "cli/device_opts.h"
 #include "hw/testdev.h"
+#include "kickvm/boot.h"
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
 #include "kickvm/trace.h"
@@ -25,6 +26,8 @@ static void run_help(void)
 	       "      --ioeventfd MODE     on | off | auto (default auto): off sends every\n"
 	       "                           doorbell through the userspace fallback\n"
 	       "  -a, --append CMDLINE     the guest's command line\n"
+	       "      --boot PROTOCOL      auto (default: KickVM note, else PVH, else ELF64\n"
+	       "                           entry), pvh, kickvm or elf64\n"
 	       "      --trace PATTERN      enable trace events matching PATTERN (glob,\n"
 	       "                           comma-separated, '-' prefix disables), e.g. 'ioeventfd_*'\n"
 	       "      --stats              print exits and signals per path when the guest ends\n"
@@ -119,6 +122,7 @@ int cmd_run(int argc, char **argv)
 		{ "trace", required_argument, NULL, 'T' },
 		{ "stats", no_argument, NULL, 'S' },
 		{ "info", required_argument, NULL, 'i' },
+		{ "boot", required_argument, NULL, 'B' },
 		{ "device", required_argument, NULL, 'D' },
 		{ "object", required_argument, NULL, 'O' },
 		{ "verbose", no_argument, NULL, 'v' },
@@ -172,6 +176,18 @@ int cmd_run(int argc, char **argv)
 			if (nr_info == MAX_INFO)
 				FAIL_USAGE("too many --info");
 			info[nr_info++] = optarg;
+			break;
+		case 'B':
+			if (!strcmp(optarg, "auto"))
+				cfg.boot = BOOT_AUTO;
+			else if (!strcmp(optarg, "pvh"))
+				cfg.boot = BOOT_PVH;
+			else if (!strcmp(optarg, "kickvm"))
+				cfg.boot = BOOT_KICKVM;
+			else if (!strcmp(optarg, "elf64"))
+				cfg.boot = BOOT_ELF64;
+			else
+				FAIL_USAGE("--boot takes auto, pvh, kickvm or elf64, not '%s'", optarg);
 			break;
 		case 'D':
 			if (nr_devices == MACHINE_MAX_DEVICES)

@@ -174,19 +174,26 @@ int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
 {
 	struct vcpu_boot_state bs;
 	struct boot_image img;
+	enum boot_protocol proto;
 	int ret;
 
 	*why = NULL;
 	ret = boot_load_elf_file(&m->mem, path, &img, why);
 	if (ret < 0)
 		return ret;
+	ret = boot_choose(&img, (enum boot_protocol)m->cfg.boot, &proto, why);
+	if (ret < 0)
+		return ret;
+	log_info("machine", "booting %s (%s entry)", path, boot_protocol_name(proto));
 	ret = boot_setup_tables(&m->mem, cmdline ? cmdline : "");
 	if (ret < 0) {
 		*why = ret == -E2BIG ? "command line too long" : "cannot write boot tables";
 		return ret;
 	}
 	for (int i = 0; i < m->nr_vcpus; i++) {
-		boot_vcpu_state(&img, i, &bs);
+		/* Under PVH the other vCPUs stay in wait-for-SIPI. */
+		if (boot_vcpu_state(&img, proto, i, &bs) == 0)
+			continue;
 		ret = vcpu_set_boot_state(m->vcpus[i], &bs);
 		if (ret < 0) {
 			*why = "cannot set the vCPU registers";

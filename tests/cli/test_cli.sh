@@ -35,6 +35,12 @@ check "too many cpus"         2 "bad vCPU count '99'"        -- "$kickvm" run -c
 check "bad ioeventfd mode"    2 "on, off or auto, not 'maybe'" -- "$kickvm" run --ioeventfd=maybe "$demo"
 check "bad trace pattern"     2 "no trace event matches 'nope\*'" -- "$kickvm" run --trace 'nope*' "$demo"
 check "bad info"              2 "--info takes"               -- "$kickvm" run --info everything "$demo"
+check "bad boot protocol"     2 "--boot takes auto, pvh, kickvm or elf64, not 'bios'" -- "$kickvm" run --boot bios "$demo"
+check "bad device"            2 "unknown device 'virtio-gpu'" -- "$kickvm" run -device virtio-gpu "$demo"
+check "blk without file"      2 "virtio-blk needs file=IMAGE" -- "$kickvm" run -device virtio-blk,readonly=on "$demo"
+check "bad device option"     2 "virtio-blk: unknown option 'speed'" -- "$kickvm" run -device virtio-blk,file=x,speed=9 "$demo"
+check "undeclared iothread"   2 "no iothread 'io9'"          -- "$kickvm" run -device virtio-rng,iothread=io9 "$demo"
+check "bad object"            2 "only 'iothread,id=NAME'"    -- "$kickvm" run -object memory-backend,id=m "$demo"
 check "two guests"            2 "one guest only"             -- "$kickvm" run "$demo" "$demo"
 check "missing guest"         2 "cannot read guest '/nonexistent.elf'" -- "$kickvm" run /nonexistent.elf
 check "bench unknown"         2 "unknown benchmark 'frob'"   -- "$kickvm" bench frob
@@ -44,7 +50,7 @@ check "version"               0 "^kickvm [0-9]"              -- "$kickvm" --vers
 
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "skip the KVM part: /dev/kvm is missing or not accessible"
-	skip=$((skip + 7))
+	skip=$((skip + 9))
 else
 	head -c 4096 /dev/urandom >"$tmp/random.bin"
 	printf '\177ELF\002\001\001' >"$tmp/truncated.elf"
@@ -56,6 +62,8 @@ else
 		-- "$kickvm" run --stats "$demo"
 	check "demo ioeventfd=off" 0 "testdev\+0x000 len 4 datamatch +signals 1100 \(kvm 0, userspace fallback 1100\)" \
 		-- "$kickvm" run --ioeventfd=off --stats "$demo"
+	check "demo via PVH"      0 "demo done"                  -- "$kickvm" run --boot pvh "$demo"
+	check "missing disk image" 2 "cannot open the disk image"  -- "$kickvm" run -device virtio-blk,file=/nonexistent.img "$demo"
 	check "demo 2 vCPUs"      0 "demo done"                  -- "$kickvm" run -c 2 "$demo"
 	check "trace ioeventfd"   0 "ioeventfd_handler testdev"  -- "$kickvm" run --trace 'ioeventfd_*' "$demo"
 	check "info dumps"        0 "FlatView: AS \"memory\""    -- "$kickvm" run --info all "$demo"

@@ -14,6 +14,7 @@
 #include <linux/kvm.h>
 
 #include "harness.h"
+#include "kickvm/boot.h"
 #include "kickvm/log.h"
 
 static int count_dir(const char *path)
@@ -95,6 +96,22 @@ static void test_stop_before_run(void **state)
 	vm_load_script(m, "ncpus=1; cpl3; ram 1000000000000; exit 0");
 	machine_request_stop(m, 5);
 	assert_int_equal(machine_run(m), 5);
+	machine_destroy(m);
+}
+
+/* An image with a PVH note boots as QEMU boots it: the boot CPU at the 32-bit
+ * entry (paging off, ebx = start info), the other vCPUs left waiting for
+ * INIT/SIPI. */
+static void test_pvh_boot(void **state)
+{
+	struct machine *m = vm_create(2, IOEVENTFD_AUTO);
+
+	(void)state;
+	m->cfg.boot = BOOT_PVH;
+	vm_load_script(m, "ncpus=1; cpl3; w4 0x%llx 1 10; exit 9", KICKVM_TESTDEV_BASE + 0x300);
+	assert_int_equal(machine_run(m), 9);
+	assert_int_equal(testdev_trapped_writes(m->testdev, false, 0x300), 10);
+	assert_int_equal(m->vcpus[1]->stats.exits_mmio + m->vcpus[1]->stats.exits_pio, 0);
 	machine_destroy(m);
 }
 
@@ -216,6 +233,7 @@ int main(void)
 		cmocka_unit_test(test_run_and_teardown),
 		cmocka_unit_test(test_stop_spinning_guest),
 		cmocka_unit_test(test_stop_before_run),
+		cmocka_unit_test(test_pvh_boot),
 		cmocka_unit_test(test_triple_fault),
 		cmocka_unit_test(test_emulation_failure),
 		cmocka_unit_test(test_bad_ucall_address),

@@ -340,7 +340,7 @@ static void test_vcpu_state(void **state)
 	struct vcpu_boot_state bs;
 
 	(void)state;
-	boot_vcpu_state(&img, 3, &bs);
+	assert_int_equal(boot_vcpu_state(&img, BOOT_ELF64, 3, &bs), 1);
 	assert_int_equal(bs.rip, 0x100040);
 	assert_int_equal(bs.rsi, 3);
 	assert_int_equal(bs.rbx, KICKVM_BOOT_START_INFO);
@@ -356,6 +356,41 @@ static void test_vcpu_state(void **state)
 	assert_true(bs.long_mode);
 }
 
+/* AUTO prefers the KickVM note, then PVH, then e_entry; PVH starts the boot
+ * CPU only, in 32-bit mode with paging off. */
+static void test_boot_protocols(void **state)
+{
+	struct boot_image img = { .entry64 = 0x100040, .pvh_entry32 = 0x100010 };
+	struct vcpu_boot_state bs;
+	enum boot_protocol p;
+	const char *why = NULL;
+
+	(void)state;
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), 0);
+	assert_int_equal(p, BOOT_PVH);
+	assert_int_equal(boot_vcpu_state(&img, BOOT_PVH, 0, &bs), 1);
+	assert_int_equal(bs.rip, 0x100010);
+	assert_false(bs.long_mode);
+	assert_int_equal(bs.cr0 & 0x80000000u, 0);
+	assert_int_equal(bs.rbx, KICKVM_BOOT_START_INFO);
+	assert_int_equal(boot_vcpu_state(&img, BOOT_PVH, 1, &bs), 0);
+	assert_int_equal(boot_choose(&img, BOOT_KICKVM, &p, &why), -ENOEXEC);
+	assert_non_null(why);
+
+	img.kickvm_entry64 = 0x100080;
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), 0);
+	assert_int_equal(p, BOOT_KICKVM);
+	assert_int_equal(boot_vcpu_state(&img, BOOT_KICKVM, 2, &bs), 1);
+	assert_int_equal(bs.rip, 0x100080);
+	assert_int_equal(bs.rsi, 2);
+	assert_true(bs.long_mode);
+
+	img.kickvm_entry64 = img.pvh_entry32 = 0;
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), 0);
+	assert_int_equal(p, BOOT_ELF64);
+	assert_int_equal(boot_choose(&img, BOOT_PVH, &p, &why), -ENOEXEC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -367,6 +402,7 @@ int main(void)
 		cmocka_unit_test(test_memmap_two_banks),
 		cmocka_unit_test_setup_teardown(test_cmdline_too_long, setup_ram, teardown_ram),
 		cmocka_unit_test(test_vcpu_state),
+		cmocka_unit_test(test_boot_protocols),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
