@@ -161,6 +161,17 @@ int vsnprintf(char *buf, size_t size, const char *fmt, va_list ap);
 /* True when CPUID 0x40000000 says "KickVMKickVM" (the system device exists). */
 bool guest_on_kickvm(void);
 
+/* The PVH start info the guest was booted with (command line, memory map,
+ * ACPI RSDP), NULL if there was none.  Any privilege level. */
+const struct hvm_start_info *guest_start_info(void);
+
+/* ---- memory ------------------------------------------------------------------- */
+/* @npages zeroed 4 KiB pages of RAM after the image (identity-mapped, so the
+ * address is also the guest-physical one, for DMA).  Never freed; a guest
+ * that runs out fails.  Zeroing is a loop: call it at CPL3. */
+void *page_alloc(size_t npages);
+uint64_t page_alloc_free_bytes(void);
+
 /* ---- ucalls and exit ---------------------------------------------------------- */
 void ucall(uint64_t cmd, uint64_t a0, uint64_t a1, uint64_t a2, uint64_t a3);
 void ucall_sync(uint64_t stage);     /* UCALL_SYNC(stage, cpu) */
@@ -206,6 +217,17 @@ static inline void irq_enable(void)  { __asm__ volatile("sti" ::: "memory"); }
 static inline void irq_disable(void) { __asm__ volatile("cli" ::: "memory"); }
 /* sti; hlt: wait for the next interrupt (CPL0). */
 static inline void irq_wait(void)    { __asm__ volatile("sti; hlt" ::: "memory"); }
+/* Route @vector (32-255) to a counting handler: it adds one to
+ * guest_irq_counts[vector] and EOIs (x2APIC), nothing else.  For drivers
+ * whose completion work runs at CPL3: the emulated CPL0 part stays a dozen
+ * instructions.  CPL0 (it writes the IDT). */
+void irq_set_counter(unsigned vector);
+extern uint64_t guest_irq_counts[256];
+/* Interrupts counted on @vector so far; any privilege level. */
+static inline uint64_t irq_count(unsigned vector)
+{
+	return __atomic_load_n(&guest_irq_counts[vector & 255], __ATOMIC_RELAXED);
+}
 /* Switch the local APIC to x2APIC mode and software-enable it. */
 void x2apic_enable(void);
 static inline void x2apic_eoi(void) { wrmsr(0x80b, 0); }

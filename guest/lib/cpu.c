@@ -32,6 +32,7 @@ struct __attribute__((packed)) desc_ptr {
 };
 
 int guest_has_sysdev;
+const struct hvm_start_info *guest_boot_info;
 
 _Static_assert(__builtin_offsetof(struct percpu, cpu) == PCPU_CPU, "percpu layout");
 _Static_assert(__builtin_offsetof(struct percpu, saved_ksp) == PCPU_SAVED_KSP, "percpu layout");
@@ -75,6 +76,11 @@ static void check_sysdev(void)
 bool guest_on_kickvm(void)
 {
 	return guest_has_sysdev;
+}
+
+const struct hvm_start_info *guest_start_info(void)
+{
+	return guest_boot_info;
 }
 
 static void cpu_init(unsigned cpu)
@@ -127,8 +133,12 @@ void guest_start(uint64_t cpu, uint64_t start_info)
 
 	/* Every CPU gets rbx = start_info (guest_abi.h), so no CPU waits for
 	 * another; the IDT is static data (entry.S). */
-	if (si && si->magic == HVM_START_MAGIC && si->cmdline_paddr)
-		cmdline = (const char *)si->cmdline_paddr;
+	if (si && si->magic == HVM_START_MAGIC) {
+		if (cpu == 0)
+			guest_boot_info = si;
+		if (si->cmdline_paddr)
+			cmdline = (const char *)si->cmdline_paddr;
+	}
 	check_sysdev();
 	cpu_init(cpu);
 	if (cpu == 0)

@@ -143,6 +143,9 @@ int vcpu_run_once(struct vcpu *v);
 void vcpu_kick(struct vcpu *v);
 /* Install the no-op SIGUSR1 handler vcpu_kick() relies on (once per process). */
 void vcpu_signals_init(void);
+/* The guest TSC frequency in kHz (KVM_GET_TSC_KHZ), or a negative errno.
+ * Guests that time themselves with rdtsc are told it on their command line. */
+int vcpu_get_tsc_khz(struct vcpu *v);
 /* Registers, segments and control registers, for fatal exits. */
 void vcpu_dump_regs(struct vcpu *v, FILE *out);
 /* Drain the coalesced MMIO ring: @fn for each batched write, in order. */

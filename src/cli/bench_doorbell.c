@@ -306,8 +306,11 @@ int cmd_bench(int argc, char **argv)
 		return usage_error("bench ", "which benchmark? (doorbell)");
 	if (!strcmp(argv[1], "doorbell"))
 		return bench_doorbell(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "blk"))
+		return bench_blk(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
-		printf("usage: kickvm bench doorbell [--writes N] [--json]\n");
+		printf("usage: kickvm bench doorbell [--writes N] [--json]\n"
+		       "       kickvm bench blk [--qd N]... [--reqs N] [--file IMG] [--cache writeback|none] [--json]\n");
 		return 0;
 	}
 	return usage_error("bench ", "unknown benchmark '%s'", argv[1]);

@@ -16,6 +16,8 @@ static void print_usage(FILE *out)
 		"       kickvm info                    KVM capabilities and what kickvm uses\n"
 		"       kickvm bench doorbell [--writes N] [--json]\n"
 		"                                      cost of one doorbell write on every path\n"
+		"       kickvm bench blk [--qd N] [--json]\n"
+		"                                      virtio-blk 4 KiB random I/O, ioeventfd on/off\n"
 		"       kickvm help | --help | --version\n"
 		"\n'kickvm run --help' lists the run options.\n");
 }

@@ -355,6 +355,13 @@ static void dump_exit(struct vcpu *v, FILE *out)
 	}
 }
 
+int vcpu_get_tsc_khz(struct vcpu *v)
+{
+	int khz = ioctl(v->fd, KVM_GET_TSC_KHZ, 0);
+
+	return khz < 0 ? -errno : khz;
+}
+
 void vcpu_dump_regs(struct vcpu *v, FILE *out)
 {
 	struct kvm_regs r;
