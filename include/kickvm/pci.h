@@ -9,9 +9,11 @@
  * The layout mirrors QEMU's microvm with pcie=on so one guest runs on both:
  * ECAM at PCI_ECAM_BASE, a 32-bit MMIO window for BARs, an I/O window.
  *
- * Config accesses from vCPU threads are serialised by the bus lock; device
- * hooks are called with it held.  All int-returning calls return 0 or a
- * negative errno.
+ * Config accesses from vCPU threads are serialised by the bus lock; the
+ * config_read/config_write hooks are called with it held.  bus_master and
+ * reset may wait for an iothread (virtio stops its host notifiers), so they
+ * are called without it, serialised among themselves by a second bus lock.
+ * All int-returning calls return 0 or a negative errno.
  */
 #ifndef KICKVM_PCI_H
 #define KICKVM_PCI_H
@@ -56,11 +58,15 @@ struct pci_bar {
 };
 
 struct pci_device_ops {
+	/* Before a config read of [offset, offset + len) is answered from
+	 * d->config: refresh registers that mirror other state. Optional. */
+	void (*config_read)(struct pci_device *d, uint32_t offset, unsigned len);
 	/* After the default handling of a config write (masks applied, BARs
 	 * and command register acted on). Optional. */
 	void (*config_write)(struct pci_device *d, uint32_t offset, uint32_t value,
 			     unsigned len);
 	/* Bus master enable changed (virtio stops its notifiers when cleared).
+	 * Called with the state current at the call, so a value may repeat.
 	 * Optional. */
 	void (*bus_master)(struct pci_device *d, bool enabled);
 	/* Function-level / bus reset. Optional. */
@@ -80,6 +86,7 @@ struct pci_device {
 	const struct pci_device_ops *ops;
 	void *opaque;                          /* the device model's */
 	struct msix *msix;                     /* NULL without MSI-X */
+	uint16_t cap_end;                      /* next free capability byte */
 };
 
 /* What the bus needs from its surroundings: a KVM may be NULL (unit tests),

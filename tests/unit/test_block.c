@@ -1,0 +1,565 @@
+/*
+ * Block backends, each test run with both engines (io_uring and threads) on
+ * a temporary file: data round trips with many requests in flight, flush,
+ * discard and write-zeroes (also through the plain-write fallback, on tmpfs),
+ * refusals, done() always in the loop thread and never inside blk_submit,
+ * drain and close with requests in flight, from the loop and from others.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "kickvm/block.h"
+#include "kickvm/event.h"
+#include "kickvm/log.h"
+
+#define NEVER_MS  10000
+#define FILE_SIZE (4u << 20)
+#define NREQ      64
+#define BS        4096
+
+#define RUN_UNTIL(loop, expr) ({                                           \
+	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
+	while (!(expr) && clock_ns() < end_)                               \
+		assert_true(event_loop_run_once(loop, 10) >= 0);           \
+	(expr); })
+
+#define WAIT_UNTIL(expr) ({                                                \
+	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
+	while (!(expr) && clock_ns() < end_)                               \
+		usleep(1000);                                              \
+	(expr); })
+
+struct ctx {
+	enum blk_aio aio;
+	struct event_loop *loop;
+	struct blk_backend *b;
+	char path[64];
+	int fd;                        /* the file, for checking behind the backend */
+	_Atomic int completed;
+};
+
+struct io {
+	struct blk_req req;
+	struct iovec iov[3];
+	struct ctx *c;
+	int ret;
+	_Atomic bool done;
+	bool in_loop;
+	pthread_t thread;
+	uint8_t *buf;
+};
+
+static _Thread_local bool in_submit;
+
+static void io_done(struct blk_req *req, int ret)
+{
+	struct io *io = req->opaque;
+
+	assert_false(in_submit);                      /* never inside blk_submit */
+	io->in_loop = event_loop_in_thread(io->c->loop);
+	io->thread = pthread_self();
+	io->ret = ret;
+	atomic_store(&io->done, true);
+	atomic_fetch_add(&io->c->completed, 1);
+}
+
+static void fill(uint8_t *p, size_t len, unsigned seed)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (uint8_t)(seed * 131 + i * 7 + (i >> 9));
+}
+
+/* Give @io an aligned buffer of @len bytes, filled from @seed. */
+static void prep_buf(struct io *io, size_t len, unsigned seed)
+{
+	if (!io->buf)
+		assert_int_equal(posix_memalign((void **)&io->buf, 4096, len), 0);
+	fill(io->buf, len, seed);
+}
+
+static int submit(struct ctx *c, struct io *io, enum blk_op op, uint64_t off, uint64_t len)
+{
+	int r;
+
+	io->c = c;
+	io->done = false;
+	io->ret = 1;
+	if (!io->buf && (op == BLK_READ || op == BLK_WRITE))
+		prep_buf(io, len, 0);
+	io->iov[0] = (struct iovec){ io->buf, len };
+	io->req = (struct blk_req){ .op = op, .offset = off, .len = len, .iov = io->iov,
+				    .iovcnt = 1, .done = io_done, .opaque = io };
+	in_submit = true;
+	r = blk_submit(c->b, &io->req);
+	in_submit = false;
+	return r;
+}
+
+/* Submit one request and run the loop until it is done; its result. */
+static int sync_io(struct ctx *c, struct io *io, enum blk_op op, uint64_t off, uint64_t len)
+{
+	int r = submit(c, io, op, off, len);
+
+	if (r < 0)
+		return r;
+	assert_true(RUN_UNTIL(c->loop, atomic_load(&io->done)));
+	assert_true(io->in_loop);
+	return io->ret;
+}
+
+static bool all_zero(const uint8_t *p, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static int open_backend(struct ctx *c, bool readonly, bool direct, unsigned depth)
+{
+	struct blk_opts o = { .readonly = readonly, .direct = direct, .aio = c->aio,
+			      .queue_depth = depth };
+
+	return blk_open(c->path, &o, c->loop, &c->b);
+}
+
+static int make_file(struct ctx *c, const char *dir)
+{
+	snprintf(c->path, sizeof(c->path), "%s/kickvm-blk-XXXXXX", dir);
+	c->fd = mkstemp(c->path);
+	if (c->fd < 0)
+		return -1;
+	assert_int_equal(ftruncate(c->fd, FILE_SIZE), 0);
+	return 0;
+}
+
+static int setup_in(void **state, const char *dir)
+{
+	struct ctx *c = calloc(1, sizeof(*c));
+
+	c->aio = *(enum blk_aio *)*state;
+	c->loop = event_loop_new("test-blk");
+	assert_non_null(c->loop);
+	if (make_file(c, dir) < 0) {
+		event_loop_free(c->loop);
+		free(c);
+		return -1;
+	}
+	assert_int_equal(open_backend(c, false, false, 0), 0);
+	*state = c;
+	return 0;
+}
+
+static int setup(void **state)
+{
+	const char *dir = getenv("TMPDIR");
+
+	return setup_in(state, dir ? dir : "/tmp");
+}
+
+static int teardown(void **state)
+{
+	struct ctx *c = *state;
+
+	blk_close(c->b);
+	close(c->fd);
+	unlink(c->path);
+	event_loop_free(c->loop);
+	free(c);
+	return 0;
+}
+
+static void free_ios(struct io *ios, int n)
+{
+	for (int i = 0; i < n; i++)
+		free(ios[i].buf);
+}
+
+/* ---- tests --------------------------------------------------------------- */
+
+static void test_engine(void **state)
+{
+	struct ctx *c = *state;
+
+	assert_string_equal(blk_aio_name(c->b), c->aio == BLK_AIO_THREADS ? "threads" : "io_uring");
+	assert_int_equal(blk_size(c->b), FILE_SIZE);
+	assert_false(blk_readonly(c->b));
+}
+
+/* AUTO takes io_uring wherever a ring can be set up, else threads. */
+static void test_auto(void **state)
+{
+	struct ctx *c = *state;
+	struct blk_backend *b;
+	bool uring = blk_open(c->path, &(struct blk_opts){ .aio = BLK_AIO_IO_URING }, c->loop,
+			      &b) == 0;
+
+	blk_close(b);
+	assert_int_equal(blk_open(c->path, &(struct blk_opts){ .aio = BLK_AIO_AUTO }, c->loop,
+				  &b), 0);
+	assert_string_equal(blk_aio_name(b), uring ? "io_uring" : "threads");
+	blk_close(b);
+}
+
+static void test_many_in_flight(void **state)
+{
+	struct ctx *c = *state;
+	struct io w[NREQ] = { 0 }, r[NREQ] = { 0 }, flush = { 0 };
+	uint8_t *check = malloc(BS);
+
+	for (int i = 0; i < NREQ; i++) {
+		prep_buf(&w[i], BS, (unsigned)i);
+		/* Scattered offsets, none adjacent. */
+		assert_int_equal(submit(c, &w[i], BLK_WRITE, (uint64_t)((i * 37) % NREQ) * 2 * BS, BS), 0);
+	}
+	assert_int_equal(blk_in_flight(c->b), NREQ);
+	assert_true(RUN_UNTIL(c->loop, c->completed == NREQ));
+	assert_int_equal(blk_in_flight(c->b), 0);
+	assert_int_equal(sync_io(c, &flush, BLK_FLUSH, 0, 0), 0);
+
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(submit(c, &r[i], BLK_READ, w[i].req.offset, BS), 0);
+	assert_true(RUN_UNTIL(c->loop, c->completed == 2 * NREQ + 1));
+	for (int i = 0; i < NREQ; i++) {
+		assert_int_equal(w[i].ret, 0);
+		assert_true(w[i].in_loop);
+		assert_int_equal(r[i].ret, 0);
+		assert_true(r[i].in_loop);
+		assert_memory_equal(r[i].buf, w[i].buf, BS);
+		assert_int_equal(pread(c->fd, check, BS, (off_t)w[i].req.offset), BS);
+		assert_memory_equal(check, w[i].buf, BS);
+	}
+	free(check);
+	free_ios(w, NREQ);
+	free_ios(r, NREQ);
+}
+
+static void test_vectors(void **state)
+{
+	struct ctx *c = *state;
+	static uint8_t a[1000], b[24], d[3072], out[4096];
+	struct io io = { 0 };
+
+	fill(out, sizeof(out), 9);
+	assert_int_equal(pwrite(c->fd, out, sizeof(out), 8192), (ssize_t)sizeof(out));
+	io.c = c;
+	io.iov[0] = (struct iovec){ a, sizeof(a) };
+	io.iov[1] = (struct iovec){ b, sizeof(b) };
+	io.iov[2] = (struct iovec){ d, sizeof(d) };
+	io.req = (struct blk_req){ .op = BLK_READ, .offset = 8192, .iov = io.iov, .iovcnt = 3,
+				   .done = io_done, .opaque = &io };
+	assert_int_equal(blk_submit(c->b, &io.req), 0);
+	assert_true(RUN_UNTIL(c->loop, atomic_load(&io.done)));
+	assert_int_equal(io.ret, 0);
+	assert_memory_equal(a, out, sizeof(a));
+	assert_memory_equal(b, out + 1000, sizeof(b));
+	assert_memory_equal(d, out + 1024, sizeof(d));
+}
+
+/* Discard, then write-zeroes, [off, off+len) of a patterned file. */
+static void zero_ops(struct ctx *c, uint64_t off, uint64_t len)
+{
+	uint8_t *pat = malloc(len + 512), *back = malloc(len);
+	struct io io = { 0 };
+
+	for (int op = 0; op < 2; op++) {
+		fill(pat, len + 512, 3);
+		assert_int_equal(pwrite(c->fd, pat, len + 512, (off_t)off), (ssize_t)len + 512);
+		assert_int_equal(sync_io(c, &io, op ? BLK_WRITE_ZEROES : BLK_DISCARD, off, len), 0);
+		assert_int_equal(pread(c->fd, back, len, (off_t)off), (ssize_t)len);
+		assert_true(all_zero(back, len));
+		/* Only the range: the bytes after it are intact. */
+		assert_int_equal(pread(c->fd, back, 512, (off_t)(off + len)), 512);
+		assert_memory_equal(back, pat + len, 512);
+	}
+	free(pat);
+	free(back);
+}
+
+static void test_discard_write_zeroes(void **state)
+{
+	struct ctx *c = *state;
+
+	zero_ops(c, 64 << 10, 128 << 10);
+	zero_ops(c, 512, 3 * 512);       /* not block aligned */
+}
+
+/* tmpfs has no FALLOC_FL_ZERO_RANGE: write-zeroes falls back to writes,
+ * in chunks (16 MiB, then whole 64 KiB buffers, then the tail). */
+static void test_write_zeroes_fallback(void **state)
+{
+	enum blk_aio aio = *(enum blk_aio *)*state;
+	void *st = &aio;
+	struct ctx *c;
+	uint64_t len = (17u << 20) + (64u << 10) + 512;
+
+	if (access("/dev/shm", W_OK) < 0 || setup_in(&st, "/dev/shm") < 0)
+		skip();
+	c = st;
+	blk_close(c->b);
+	assert_int_equal(ftruncate(c->fd, 20u << 20), 0);
+	assert_int_equal(open_backend(c, false, false, 0), 0);
+	zero_ops(c, 4096, len);
+	teardown(&st);
+}
+
+static void test_refusals(void **state)
+{
+	struct ctx *c = *state;
+	struct io io = { 0 };
+
+	assert_int_equal(submit(c, &io, BLK_READ, FILE_SIZE - 512, 1024), -EINVAL);
+	assert_int_equal(submit(c, &io, BLK_READ, FILE_SIZE + 512, 512), -EINVAL);
+	assert_int_equal(submit(c, &io, BLK_READ, UINT64_MAX - 511, 1024), -EINVAL);
+	assert_int_equal(submit(c, &io, BLK_DISCARD, FILE_SIZE - 512, 1024), -EINVAL);
+	assert_int_equal(submit(c, &io, BLK_WRITE_ZEROES, 0, 0), -EINVAL);
+	io.req.done = NULL;
+	assert_int_equal(blk_submit(c->b, &io.req), -EINVAL);
+	/* The last sector is fine. */
+	assert_int_equal(sync_io(c, &io, BLK_READ, FILE_SIZE - 512, 512), 0);
+	assert_int_equal(blk_in_flight(c->b), 0);
+	free(io.buf);
+}
+
+static void test_readonly(void **state)
+{
+	struct ctx *c = *state;
+	struct io io = { 0 };
+
+	blk_close(c->b);
+	assert_int_equal(open_backend(c, true, false, 0), 0);
+	assert_true(blk_readonly(c->b));
+	assert_int_equal(submit(c, &io, BLK_WRITE, 0, 512), -EROFS);
+	assert_int_equal(submit(c, &io, BLK_DISCARD, 0, 512), -EROFS);
+	assert_int_equal(submit(c, &io, BLK_WRITE_ZEROES, 0, 512), -EROFS);
+	assert_int_equal(sync_io(c, &io, BLK_READ, 0, 512), 0);
+	assert_int_equal(sync_io(c, &io, BLK_FLUSH, 0, 0), 0);
+	free(io.buf);
+}
+
+static void test_queue_full(void **state)
+{
+	struct ctx *c = *state;
+	struct io io[5] = { 0 };
+
+	blk_close(c->b);
+	assert_int_equal(open_backend(c, false, false, 4), 0);
+	for (int i = 0; i < 4; i++)
+		assert_int_equal(submit(c, &io[i], BLK_READ, (uint64_t)i * BS, BS), 0);
+	assert_int_equal(submit(c, &io[4], BLK_READ, 0, BS), -EAGAIN);
+	assert_true(RUN_UNTIL(c->loop, c->completed == 4));
+	assert_int_equal(submit(c, &io[4], BLK_READ, 0, BS), 0);
+	assert_true(RUN_UNTIL(c->loop, c->completed == 5));
+	free_ios(io, 5);
+}
+
+/* The file shrank behind our back: a read past its new end is short. */
+static void test_short_read(void **state)
+{
+	struct ctx *c = *state;
+	static uint8_t a[BS], b[BS];
+	struct io io = { .c = c };
+
+	assert_int_equal(ftruncate(c->fd, FILE_SIZE - BS), 0);
+	/* Two buffers: the threads engine continues after the first, then
+	 * meets the end of the file. */
+	io.iov[0] = (struct iovec){ a, sizeof(a) };
+	io.iov[1] = (struct iovec){ b, sizeof(b) };
+	io.req = (struct blk_req){ .op = BLK_READ, .offset = FILE_SIZE - 2 * BS, .iov = io.iov,
+				   .iovcnt = 2, .done = io_done, .opaque = &io };
+	assert_int_equal(blk_submit(c->b, &io.req), 0);
+	assert_true(RUN_UNTIL(c->loop, atomic_load(&io.done)));
+	assert_int_equal(io.ret, -EIO);
+}
+
+/* O_DIRECT: aligned I/O works; a misaligned buffer fails in done(), not in submit. */
+static void test_direct(void **state)
+{
+	struct ctx *c = *state;
+	struct io io = { 0 }, bad = { 0 };
+
+	blk_close(c->b);
+	if (open_backend(c, false, true, 0) < 0) {
+		assert_int_equal(open_backend(c, false, false, 0), 0);
+		skip();   /* the filesystem has no O_DIRECT */
+	}
+	prep_buf(&io, BS, 5);
+	assert_int_equal(sync_io(c, &io, BLK_WRITE, 0, BS), 0);
+	assert_int_equal(sync_io(c, &bad, BLK_READ, 0, BS), 0);
+	assert_memory_equal(bad.buf, io.buf, BS);
+	bad.buf[0] ^= 1;
+	bad.iov[0].iov_base = bad.buf + 1;
+	bad.done = false;
+	bad.req.iov = bad.iov;
+	assert_int_equal(blk_submit(c->b, &bad.req), 0);
+	assert_true(RUN_UNTIL(c->loop, atomic_load(&bad.done)));
+	assert_int_equal(bad.ret, -EINVAL);
+	free(io.buf);
+	free(bad.buf);
+}
+
+struct drain_args { struct ctx *c; unsigned left; };
+
+static void drain_in_loop(void *opaque)
+{
+	struct drain_args *a = opaque;
+
+	blk_drain(a->c->b);
+	a->left = blk_in_flight(a->c->b);
+}
+
+static void test_drain(void **state)
+{
+	struct ctx *c = *state;
+	struct io io[NREQ] = { 0 };
+	struct drain_args a = { .c = c, .left = 99 };
+
+	/* From the loop's thread: every done() has run when it returns. */
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(submit(c, &io[i], BLK_WRITE, (uint64_t)i * BS, BS), 0);
+	assert_int_equal(event_loop_call(c->loop, drain_in_loop, &a), 0);
+	assert_true(RUN_UNTIL(c->loop, a.left == 0));
+	assert_int_equal(c->completed, NREQ);
+
+	/* From another thread, nobody running the loop: the I/O is over, the
+	 * done()s wait for the loop. */
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(submit(c, &io[i], BLK_READ, (uint64_t)i * BS, BS), 0);
+	blk_drain(c->b);
+	assert_int_equal(c->completed, NREQ);
+	assert_int_equal(blk_in_flight(c->b), NREQ);
+	assert_true(RUN_UNTIL(c->loop, c->completed == 2 * NREQ));
+	for (int i = 0; i < NREQ; i++)
+		assert_true(io[i].in_loop);
+	free_ios(io, NREQ);
+}
+
+/* The loop runs in an iothread; we submit and drain from here. */
+static void test_iothread(void **state)
+{
+	struct ctx *c = *state;
+	struct io io[NREQ] = { 0 };
+	struct event_loop *own = c->loop;
+	struct iothread *it;
+
+	blk_close(c->b);
+	assert_int_equal(iothread_new("blk-io", &it), 0);
+	c->loop = iothread_loop(it);
+	assert_int_equal(open_backend(c, false, false, 0), 0);
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(submit(c, &io[i], BLK_WRITE, (uint64_t)i * BS, BS), 0);
+	blk_drain(c->b);
+	assert_true(WAIT_UNTIL(c->completed == NREQ));
+	for (int i = 0; i < NREQ; i++) {
+		assert_int_equal(io[i].ret, 0);
+		assert_true(io[i].in_loop);
+		assert_false(pthread_equal(io[i].thread, pthread_self()));
+	}
+	/* Close with requests in flight: their done()s run (in the iothread) first. */
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(submit(c, &io[i], BLK_READ, (uint64_t)i * BS, BS), 0);
+	blk_close(c->b);
+	assert_int_equal(c->completed, 2 * NREQ);
+	for (int i = 0; i < NREQ; i++)
+		assert_true(io[i].in_loop);
+	iothread_free(it);
+	c->loop = own;
+	assert_int_equal(open_backend(c, false, false, 0), 0);
+	free_ios(io, NREQ);
+}
+
+static void test_close_in_flight(void **state)
+{
+	struct ctx *c = *state;
+	struct io io[NREQ] = { 0 };
+
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(submit(c, &io[i], i % 2 ? BLK_WRITE : BLK_READ,
+					(uint64_t)i * BS, BS), 0);
+	blk_close(c->b);
+	assert_int_equal(c->completed, NREQ);
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(io[i].ret, 0);
+	assert_int_equal(open_backend(c, false, false, 0), 0);
+	free_ios(io, NREQ);
+}
+
+/* done() may submit the next request: a chain of 32 reads. */
+struct chain { struct ctx *c; struct io io; int left; };
+
+static void chain_done(struct blk_req *req, int ret)
+{
+	struct chain *ch = req->opaque;
+
+	assert_int_equal(ret, 0);
+	if (--ch->left > 0)
+		assert_int_equal(blk_submit(ch->c->b, req), 0);
+}
+
+static void test_resubmit_from_done(void **state)
+{
+	struct ctx *c = *state;
+	static uint8_t buf[512];
+	struct chain ch = { .c = c, .left = 32 };
+
+	ch.io.iov[0] = (struct iovec){ buf, sizeof(buf) };
+	ch.io.req = (struct blk_req){ .op = BLK_READ, .iov = ch.io.iov, .iovcnt = 1,
+				      .done = chain_done, .opaque = &ch };
+	assert_int_equal(blk_submit(c->b, &ch.io.req), 0);
+	assert_true(RUN_UNTIL(c->loop, ch.left == 0));
+}
+
+static void test_open_errors(void **state)
+{
+	struct ctx *c = *state;
+	struct blk_backend *b = (void *)1;
+	struct blk_opts o = { .aio = c->aio };
+
+	assert_int_equal(blk_open("/nonexistent/kickvm.img", &o, c->loop, &b), -ENOENT);
+	assert_null(b);
+	assert_int_equal(blk_open("/dev/null", &o, c->loop, &b), -EINVAL);
+	o.queue_depth = 1u << 20;
+	assert_int_equal(blk_open(c->path, &o, c->loop, &b), -EINVAL);
+	blk_close(NULL);
+}
+
+static enum blk_aio uring = BLK_AIO_IO_URING, threads = BLK_AIO_THREADS;
+
+#define BOTH(t) \
+	cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &uring), \
+	cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &threads)
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		BOTH(test_engine),
+		cmocka_unit_test_prestate_setup_teardown(test_auto, setup, teardown, &threads),
+		BOTH(test_many_in_flight),
+		BOTH(test_vectors),
+		BOTH(test_discard_write_zeroes),
+		cmocka_unit_test_prestate(test_write_zeroes_fallback, &uring),
+		cmocka_unit_test_prestate(test_write_zeroes_fallback, &threads),
+		BOTH(test_refusals),
+		BOTH(test_readonly),
+		BOTH(test_queue_full),
+		BOTH(test_short_read),
+		BOTH(test_direct),
+		BOTH(test_drain),
+		BOTH(test_iothread),
+		BOTH(test_close_in_flight),
+		BOTH(test_resubmit_from_done),
+		BOTH(test_open_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
