@@ -20,6 +20,7 @@ struct args {
 	unsigned qd, disk, qsize;
 	uint64_t reqs, tsc_khz, ecam;
 	bool irq, no_event_idx;
+	bool quiet;             /* quiet=1: no progress lines (console writes exit on kickvm) */
 	int indirect;           /* -1: the mode's default */
 	uint32_t apic_id;       /* filled at CPL0 when irq=1 */
 };
@@ -29,6 +30,15 @@ struct devices {
 	unsigned nr_blk;
 	struct pci_dev *rng;
 };
+
+/* A progress line: dropped with quiet=1, so that a kickvm host test sees
+ * no console exits between two syncs. */
+extern bool guest_quiet;
+#define info(...)                                                              \
+	do {                                                                   \
+		if (!guest_quiet)                                              \
+			printf(__VA_ARGS__);                                   \
+	} while (0)
 
 /* main.c */
 void find_devices(const struct args *a, struct devices *out);

@@ -30,6 +30,7 @@
 struct uart8250;
 struct sysdev;
 struct testdev;
+struct power;
 struct pci_bus;
 struct virtio_dev;
 struct virtio_pci;
@@ -63,6 +64,7 @@ struct machine {
 	struct uart8250 *uart;
 	struct sysdev *sysdev;
 	struct testdev *testdev;
+	struct power *power;          /* ACPI sleep/reset registers, i8042 reset */
 	struct pci_bus *pci;
 	struct machine_device {
 		char id[32];              /* "virtio-blk0" */
@@ -90,6 +92,23 @@ void machine_destroy(struct machine *m);
 /* Load an ELF guest and set every vCPU's entry state; *@why on -ENOEXEC. */
 int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
 		       const char **why);
+
+/*
+ * Load a Linux kernel (@kernel: a bzImage, entered at its 64-bit entry, or a
+ * vmlinux ELF, entered through its PVH note), @initrd (NULL: none) and the
+ * command line, and describe the machine to it: e820 map, ACPI tables (RSDP,
+ * XSDT, FADT, DSDT, MADT, MCFG), an in-kernel PIT for its timer calibration.
+ * *@why on -ENOEXEC (not a kernel), -ENOMEM (does not fit), -E2BIG (command
+ * line too long).
+ */
+int machine_load_linux(struct machine *m, const char *kernel, const char *initrd,
+		       const char *cmdline, const char **why);
+
+/* How a guest that powers off or resets (src/hw/power.c: ACPI S5, the ACPI
+ * reset register, the i8042 reset line) ends machine_run().  kickvm does not
+ * reboot machines: a reset stops it with MACHINE_EXIT_REBOOT. */
+#define MACHINE_EXIT_POWEROFF 0
+#define MACHINE_EXIT_REBOOT   3
 
 /* Find or create the iothread @name. */
 int machine_iothread(struct machine *m, const char *name, struct iothread **out);

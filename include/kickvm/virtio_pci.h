@@ -7,7 +7,9 @@
  * ioeventfd per ready queue (len 0 at its own doorbell), all in one memory
  * transaction, then every queue kicked once so requests queued before are
  * processed; DRIVER_OK cleared, reset or bus master cleared stop them, each
- * handler run once before its eventfd closes.  If they cannot be used the
+ * handler run once before its eventfd closes (bus master set again with
+ * DRIVER_OK still on starts them again; while it is off, doorbells are
+ * dropped: the device may not touch the rings).  If they cannot be used the
  * device logs "falling back to userspace notify (slower)" and serves the
  * trapped doorbell writes itself.
  */

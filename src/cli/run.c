@@ -19,13 +19,16 @@
 
 static void run_help(void)
 {
-	printf("usage: kickvm run [options] [GUEST]\n"
+	printf("usage: kickvm run [options] [GUEST | --kernel FILE [--initrd FILE]]\n"
 	       "Boot the ELF guest GUEST (default: the bundled demo guest).\n\n"
 	       "  -m, --memory SIZE        guest RAM, e.g. 256M or 1G (default 256M)\n"
 	       "  -c, --cpus N             vCPUs, 1-%d (default 1)\n"
 	       "      --ioeventfd MODE     on | off | auto (default auto): off sends every\n"
 	       "                           doorbell through the userspace fallback\n"
 	       "  -a, --append CMDLINE     the guest's command line\n"
+	       "      --kernel FILE        boot Linux instead: a bzImage (64-bit entry) or a\n"
+	       "                           vmlinux with a PVH note; with ACPI, e820, a PIT\n"
+	       "      --initrd FILE        the initramfs for --kernel\n"
 	       "      --boot PROTOCOL      auto (default: KickVM note, else PVH, else ELF64\n"
 	       "                           entry), pvh, kickvm or elf64\n"
 	       "      --trace PATTERN      enable trace events matching PATTERN (glob,\n"
@@ -125,6 +128,8 @@ int cmd_run(int argc, char **argv)
 		{ "boot", required_argument, NULL, 'B' },
 		{ "device", required_argument, NULL, 'D' },
 		{ "object", required_argument, NULL, 'O' },
+		{ "kernel", required_argument, NULL, 'K' },
+		{ "initrd", required_argument, NULL, 'R' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -132,6 +137,7 @@ int cmd_run(int argc, char **argv)
 	struct machine_config cfg;
 	struct machine *m = NULL;
 	const char *cmdline = "", *guest, *why, *info[MAX_INFO];
+	const char *kernel = NULL, *initrd = NULL;  /* --kernel: boot Linux */
 	int nr_info = 0, verbose = 0, c, ret;
 	bool stats = false;
 	uint64_t v;
@@ -204,6 +210,12 @@ int cmd_run(int argc, char **argv)
 			if (ret < 0)
 				FAIL_USAGE("-object %s: %s", optarg, err);
 			break;
+		case 'K':
+			kernel = optarg;
+			break;
+		case 'R':
+			initrd = optarg;
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -222,7 +234,20 @@ int cmd_run(int argc, char **argv)
 		ret = usage_error("run ", "one guest only ('%s' is extra)", argv[optind + 1]);
 		goto out_specs;
 	}
-	guest = optind < argc ? argv[optind] : bundled_guest("kickvm-demo.elf");
+	if (kernel && optind < argc) {
+		ret = usage_error("run ", "--kernel and a guest ('%s'): boot one or the other", argv[optind]);
+		goto out_specs;
+	}
+	if (initrd && !kernel) {
+		ret = usage_error("run ", "--initrd needs --kernel");
+		goto out_specs;
+	}
+	if (initrd && access(initrd, R_OK) < 0) {
+		fprintf(stderr, "kickvm: cannot read initrd '%s': %s\n", initrd, strerror(errno));
+		ret = EXIT_USAGE;
+		goto out_specs;
+	}
+	guest = kernel ? kernel : optind < argc ? argv[optind] : bundled_guest("kickvm-demo.elf");
 	if (access(guest, R_OK) < 0) {
 		fprintf(stderr, "kickvm: cannot read guest '%s': %s\n", guest, strerror(errno));
 		ret = EXIT_USAGE;
@@ -250,11 +275,14 @@ int cmd_run(int argc, char **argv)
 		ret = 1;
 		goto out_specs;
 	}
-	ret = machine_load_guest(m, guest, cmdline, &why);
+	ret = kernel ? machine_load_linux(m, kernel, initrd, cmdline, &why)
+		     : machine_load_guest(m, guest, cmdline, &why);
 	if (ret < 0) {
 		fprintf(stderr, "kickvm: %s: %s\n", guest, why ? why : strerror(-ret));
 		machine_destroy(m);
-		ret = ret == -ENOEXEC || ret == -E2BIG || ret == -ENOENT ? EXIT_USAGE : 1;
+		/* A kernel or initrd that does not fit (-ENOMEM) wants a larger -m. */
+		ret = ret == -ENOEXEC || ret == -E2BIG || ret == -ENOENT ||
+		      (kernel && ret == -ENOMEM) ? EXIT_USAGE : 1;
 		goto out_specs;
 	}
 	ret = machine_run(m);

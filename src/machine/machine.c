@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "hw/power.h"
 #include "hw/sysdev.h"
 #include "hw/testdev.h"
 #include "hw/uart8250.h"
@@ -132,6 +133,8 @@ int machine_create(const struct machine_config *cfg, struct machine **out, const
 		ret = sysdev_create(m, &m->sysdev);
 	if (!ret)
 		ret = testdev_create(m, m->main_loop, &m->testdev);
+	if (!ret)
+		ret = power_create(m, &m->power);
 	if (!ret) {
 		struct pci_host_config pcfg = {
 			.system_root = m->system_root, .io_root = m->io_root, .kvm = m->kvm,
@@ -227,6 +230,7 @@ void machine_destroy(struct machine *m)
 	machine_remove_devices(m);
 	if (m->pci)
 		pci_bus_destroy(m->pci);
+	power_destroy(m->power);
 	testdev_destroy(m->testdev);
 	sysdev_destroy(m->sysdev);
 	uart8250_destroy(m->uart);

@@ -365,6 +365,11 @@ static void test_used_event(void **state)
 	add(d, 0);
 	pop_push(d);
 	assert_true(virtq_should_notify(&d->vq));
+	/* Not knowing when we last checked (a restored queue): notify. */
+	d->vq.signalled_used_valid = false;
+	add(d, 0);
+	pop_push(d);
+	assert_true(virtq_should_notify(&d->vq));
 }
 
 static void test_avail_event(void **state)

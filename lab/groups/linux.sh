@@ -1,0 +1,30 @@
+# linux: kickvm, on the lab's KVM, boots the lab's own Debian kernel with a
+# tiny busybox initramfs (lab/guest-init): once as a bzImage (64-bit boot
+# protocol), once as the vmlinux inside it (PVH).  The guest prints
+# "KICKVM-GUEST: PASS ..." and powers off through ACPI S5: kickvm must exit 0.
+K=/kickvm/bin/kickvm
+N=/lab/nested
+CMDLINE="console=ttyS0 panic=-1 kickvm.boot"
+status=0
+
+boot() {  # boot LABEL KERNEL
+	echo "linux: === $1: kickvm run --kernel $2 ==="
+	start=$(date +%s)
+	{ timeout 300 $K run -m 512M -c 2 --stats --kernel "$2" --initrd $N/initrd.cpio.gz \
+		-a "$CMDLINE=$1"; echo "kickvm-exit=$?" > /tmp/rc.$1; } 2>&1 | tee /tmp/$1.log
+	rc=$(sed -n 's/kickvm-exit=//p' /tmp/rc.$1)
+	secs=$(( $(date +%s) - start ))
+	if [ "$rc" != 0 ]; then
+		echo "linux: FAIL: $1: kickvm exited $rc after ${secs}s"
+		status=1
+	elif ! grep -q "KICKVM-GUEST: PASS" /tmp/$1.log; then
+		echo "linux: FAIL: $1: kickvm exited 0 but the guest's marker is missing"
+		status=1
+	else
+		echo "linux: ok: $1 booted to init and powered off in ${secs}s"
+	fi
+}
+
+boot bzimage $N/vmlinuz
+boot pvh $N/vmlinux
+exit $status
