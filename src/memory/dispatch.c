@@ -175,9 +175,12 @@ static enum as_result access_range(struct address_space *as, const struct flatvi
 static bool signal_ioeventfd(struct address_space *as, const struct flatview *view,
 			     uint64_t addr, uint64_t data, unsigned len)
 {
-	const struct flat_ioeventfd *fe = ioeventfd_set_find(view, addr);
-	const struct flat_ioeventfd *end = view->ioeventfds + view->nr_ioeventfds;
+	const struct flat_ioeventfd *fe, *end;
 
+	if (!view->nr_ioeventfds)  /* the array may be NULL: no arithmetic on it */
+		return false;
+	fe = ioeventfd_set_find(view, addr);
+	end = view->ioeventfds + view->nr_ioeventfds;
 	for (; fe && fe < end && fe->ev.addr == addr; fe++) {
 		if (!ioeventfd_matches(&fe->ev, addr, data, len))
 			continue;

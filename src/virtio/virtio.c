@@ -12,10 +12,12 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "kickvm/log.h"
 #include "kickvm/virtio.h"
+#include "kickvm/virtio_devices.h"
 
 #define VIRTIO_ISR_QUEUE  1
 #define VIRTIO_ISR_CONFIG 2
@@ -242,4 +244,15 @@ void virtio_queue_notify_driver(struct virtio_dev *vdev, unsigned q)
 	atomic_fetch_add(&vq->interrupts, 1);
 	if (vdev->transport && vdev->transport->notify)
 		vdev->transport->notify(vdev, vq->vector);
+}
+
+/* Devices are heap-allocated by their create functions (virtio_devices.h). */
+void virtio_dev_destroy(struct virtio_dev *vdev)
+{
+	if (!vdev)
+		return;
+	if (vdev->ops->destroy)
+		vdev->ops->destroy(vdev);
+	virtio_dev_cleanup(vdev);
+	free(vdev);
 }

@@ -23,222 +23,7 @@
 #include <string.h>
 
 #include "kickvm/log.h"
-#include "kickvm/memory.h"
-#include "kickvm/virtio_pci.h"
-
-#define BAR_REGS          4
-#define BAR_MSIX          1
-#define BAR_REGS_SIZE     0x4000
-#define BAR_MSIX_SIZE     0x1000
-#define WINDOW            0x1000
-#define OFF_COMMON        0x0000
-#define OFF_ISR           0x1000
-#define OFF_DEVICE        0x2000
-#define OFF_NOTIFY        0x3000
-#define MSIX_PBA_OFFSET   0x800
-
-#define PCI_CAP_ID_VNDR   0x09
-#define CFG_COMMON        1
-#define CFG_NOTIFY        2
-#define CFG_ISR           3
-#define CFG_DEVICE        4
-#define CFG_PCI           5
-#define CAP_LEN           16           /* struct virtio_pci_cap */
-#define CAP_NOTIFY_LEN    20           /* + notify_off_multiplier */
-#define CAP_PCI_CFG_LEN   20           /* + pci_cfg_data[4] */
-#define COMMON_SIZE       0x38         /* up to queue_device, no 1.2 extras */
-
-struct queue_ref {
-	struct virtio_pci *vp;
-	unsigned q;
-};
-
-struct virtio_pci {
-	struct pci_device pci;
-	struct virtio_dev *vdev;
-	bool ioeventfd;
-	unsigned nr_queues, nr_vectors;
-	struct mem_region *bar_regs, *bar_msix;
-	struct mem_region *common_mr, *isr_mr, *device_mr, *notify_mr;
-	struct queue_ref qref[VIRTIO_MAX_QUEUES];
-	uint8_t cfg_cap;               /* the PCI config access capability */
-
-	/* Selectors, under vdev->lock. */
-	uint32_t dfselect, gfselect;
-	uint16_t queue_sel;
-
-	pthread_mutex_t ctrl_lock;
-	bool bus_master;               /* ctrl_lock; mirrored below for notify */
-	bool start_failed;             /* until reset: serve doorbells trapped */
-	bool fallback_logged;          /* once per device */
-	_Atomic bool dma_on;           /* bus master, read without ctrl_lock */
-	_Atomic bool notifiers_active;
-	_Atomic uint64_t trapped;
-};
-
-/* ---- queue work --------------------------------------------------------------- */
-
-/* vdev->lock held. */
-static void process_queue(struct virtio_pci *vp, unsigned q)
-{
-	struct virtio_dev *vdev = vp->vdev;
-
-	if (q >= vp->nr_queues || vdev->broken || !(vdev->status & VIRTIO_STATUS_DRIVER_OK) ||
-	    !vdev->queues[q].ready)
-		return;
-	atomic_fetch_add(&vdev->queues[q].notifies, 1);
-	vdev->ops->queue_notify(vdev, q);
-}
-
-/* A host notifier fired: runs in vdev->loop (and once more at stop). */
-static void host_notifier_read(struct event_notifier *e, void *opaque)
-{
-	struct queue_ref *ref = opaque;
-
-	if (!event_notifier_test_and_clear(e))
-		return;
-	pthread_mutex_lock(&ref->vp->vdev->lock);
-	process_queue(ref->vp, ref->q);
-	pthread_mutex_unlock(&ref->vp->vdev->lock);
-}
-
-/* ctrl_lock held, vdev->lock not. */
-static void stop_notifiers(struct virtio_pci *vp)
-{
-	struct virtio_dev *vdev = vp->vdev;
-	unsigned q;
-
-	if (!atomic_load(&vp->notifiers_active))
-		return;
-	/* One transaction: KVM drops every doorbell at once. */
-	memory_transaction_begin();
-	for (q = 0; q < vp->nr_queues; q++)
-		if (vdev->queues[q].notifier_active)
-			mr_del_eventfd(vp->notify_mr, q * VIRTIO_PCI_NOTIFY_MULT, 0, false, 0,
-				       &vdev->queues[q].notifier);
-	memory_transaction_commit();
-	atomic_store(&vp->notifiers_active, false);
-	for (q = 0; q < vp->nr_queues; q++) {
-		struct event_notifier *e = &vdev->queues[q].notifier;
-
-		if (!vdev->queues[q].notifier_active)
-			continue;
-		/* Waits until the handler is not running and never will again. */
-		event_loop_set_notifier(vdev->loop, e, NULL, NULL);
-		/* A doorbell rung before the commit must not be lost. */
-		host_notifier_read(e, &vp->qref[q]);
-		event_notifier_cleanup(e);
-		vdev->queues[q].notifier_active = false;
-	}
-}
-
-/* Undo a partial start: @bound handlers set, @nr_init notifiers made. */
-static void unwind_start(struct virtio_pci *vp, const bool *ready, unsigned bound)
-{
-	for (unsigned q = 0; q < vp->nr_queues; q++) {
-		struct event_notifier *e = &vp->vdev->queues[q].notifier;
-
-		if (!ready[q])
-			continue;
-		if (q < bound)
-			event_loop_set_notifier(vp->vdev->loop, e, NULL, NULL);
-		event_notifier_cleanup(e);
-	}
-}
-
-/* ctrl_lock held, vdev->lock not. */
-static int start_notifiers(struct virtio_pci *vp)
-{
-	struct virtio_dev *vdev = vp->vdev;
-	bool ready[VIRTIO_MAX_QUEUES] = { false };
-	unsigned q, added = 0;
-	int r = 0;
-
-	/* Queue enables are refused after DRIVER_OK, so this stays true. */
-	pthread_mutex_lock(&vdev->lock);
-	for (q = 0; q < vp->nr_queues; q++)
-		ready[q] = vdev->queues[q].ready;
-	pthread_mutex_unlock(&vdev->lock);
-
-	for (q = 0; q < vp->nr_queues && !r; q++)
-		if (ready[q])
-			r = event_notifier_init(&vdev->queues[q].notifier, false);
-	if (r) {
-		unwind_start(vp, ready, 0);
-		return r;
-	}
-	/* Handlers are bound before the transaction: binding waits for the
-	 * loop thread, and nobody may wait on another thread while holding
-	 * the process-wide memory lock.  Until the commit nothing signals. */
-	for (q = 0; q < vp->nr_queues && !r; q++)
-		if (ready[q])
-			r = event_loop_set_notifier(vdev->loop, &vdev->queues[q].notifier,
-						    host_notifier_read, &vp->qref[q]);
-	if (r) {
-		unwind_start(vp, ready, q);
-		return r;
-	}
-	memory_transaction_begin();
-	for (q = 0; q < vp->nr_queues && !r; q++) {
-		if (!ready[q])
-			continue;
-		r = mr_add_eventfd(vp->notify_mr, q * VIRTIO_PCI_NOTIFY_MULT, 0, false, 0,
-				   &vdev->queues[q].notifier);
-		if (!r)
-			added = q + 1;
-	}
-	if (r)
-		for (q = 0; q < added; q++)
-			if (ready[q])
-				mr_del_eventfd(vp->notify_mr, q * VIRTIO_PCI_NOTIFY_MULT, 0,
-					       false, 0, &vdev->queues[q].notifier);
-	memory_transaction_commit();
-	if (r) {
-		unwind_start(vp, ready, vp->nr_queues);
-		return r;
-	}
-	for (q = 0; q < vp->nr_queues; q++)
-		vdev->queues[q].notifier_active = ready[q];
-	atomic_store(&vp->notifiers_active, true);
-	/* Requests queued before DRIVER_OK, with no doorbell after them. */
-	for (q = 0; q < vp->nr_queues; q++)
-		if (ready[q])
-			event_notifier_set(&vdev->queues[q].notifier);
-	return 0;
-}
-
-/* Bring the notifiers in line with the state; ctrl_lock held. */
-static void update_notifiers(struct virtio_pci *vp)
-{
-	struct virtio_dev *vdev = vp->vdev;
-	bool live, want;
-	int r;
-
-	pthread_mutex_lock(&vdev->lock);
-	live = (vdev->status & VIRTIO_STATUS_DRIVER_OK) && !vdev->broken;
-	pthread_mutex_unlock(&vdev->lock);
-	want = live && vp->bus_master && vp->ioeventfd && !vp->start_failed;
-	if (!want) {
-		stop_notifiers(vp);
-		return;
-	}
-	if (atomic_load(&vp->notifiers_active))
-		return;
-	r = start_notifiers(vp);
-	if (!r)
-		return;
-	vp->start_failed = true;
-	if (!vp->fallback_logged) {
-		vp->fallback_logged = true;
-		log_warn(vdev->name, "cannot start host notifiers (%s): "
-			 "falling back to userspace notify (slower)", strerror(-r));
-	}
-	/* The kick the notifiers would have given, served here instead. */
-	pthread_mutex_lock(&vdev->lock);
-	for (unsigned q = 0; q < vp->nr_queues; q++)
-		process_queue(vp, q);
-	pthread_mutex_unlock(&vdev->lock);
-}
+#include "virtio/virtio_pci_internal.h"
 
 /* A device_status write; vdev->lock not held. */
 static void set_status(struct virtio_pci *vp, uint8_t status)
@@ -249,7 +34,7 @@ static void set_status(struct virtio_pci *vp, uint8_t status)
 	/* Stop before the core sees the change: the last doorbells are
 	 * processed while the queues still exist. */
 	if (!(status & VIRTIO_STATUS_DRIVER_OK))
-		stop_notifiers(vp);
+		virtio_pci_stop_notifiers(vp);
 	pthread_mutex_lock(&vdev->lock);
 	if (virtio_set_status(vdev, status) == 0) {
 		vp->dfselect = vp->gfselect = 0;
@@ -257,7 +42,7 @@ static void set_status(struct virtio_pci *vp, uint8_t status)
 		vp->start_failed = false;  /* a new driver gets a new try */
 	}
 	pthread_mutex_unlock(&vdev->lock);
-	update_notifiers(vp);
+	virtio_pci_update_notifiers(vp);
 	pthread_mutex_unlock(&vp->ctrl_lock);
 }
 
@@ -489,7 +274,7 @@ static void notify_write(void *opaque, uint64_t offset, uint64_t data, unsigned 
 	if (!atomic_load(&vp->dma_on))
 		return;
 	pthread_mutex_lock(&vp->vdev->lock);
-	process_queue(vp, (unsigned)(offset / VIRTIO_PCI_NOTIFY_MULT));
+	virtio_pci_process_queue(vp, (unsigned)(offset / VIRTIO_PCI_NOTIFY_MULT));
 	pthread_mutex_unlock(&vp->vdev->lock);
 }
 
@@ -575,7 +360,7 @@ static void vp_bus_master(struct pci_device *d, bool enabled)
 	pthread_mutex_lock(&vp->ctrl_lock);
 	vp->bus_master = enabled;
 	atomic_store(&vp->dma_on, enabled);
-	update_notifiers(vp);
+	virtio_pci_update_notifiers(vp);
 	pthread_mutex_unlock(&vp->ctrl_lock);
 }
 
@@ -586,7 +371,7 @@ static void vp_reset(struct pci_device *d)
 	pthread_mutex_lock(&vp->ctrl_lock);
 	vp->bus_master = false;
 	atomic_store(&vp->dma_on, false);
-	stop_notifiers(vp);
+	virtio_pci_stop_notifiers(vp);
 	pthread_mutex_lock(&vp->vdev->lock);
 	virtio_reset(vp->vdev);
 	vp->dfselect = vp->gfselect = 0;
@@ -757,7 +542,7 @@ void virtio_pci_destroy(struct virtio_pci *vp)
 	pthread_mutex_lock(&vp->ctrl_lock);
 	vp->bus_master = false;
 	atomic_store(&vp->dma_on, false);
-	stop_notifiers(vp);
+	virtio_pci_stop_notifiers(vp);
 	pthread_mutex_unlock(&vp->ctrl_lock);
 	pthread_mutex_lock(&vp->vdev->lock);
 	vp->vdev->transport = NULL;

@@ -134,15 +134,3 @@ uint64_t virtio_rng_bytes(struct virtio_dev *vdev)
 		return 0;
 	return atomic_load(&((struct virtio_rng *)vdev->opaque)->bytes);
 }
-
-/* Here until the core has it: the model's state, then the core's, then the
- * device itself. */
-void virtio_dev_destroy(struct virtio_dev *vdev)
-{
-	if (!vdev)
-		return;
-	if (vdev->ops->destroy)
-		vdev->ops->destroy(vdev);
-	virtio_dev_cleanup(vdev);
-	free(vdev);
-}

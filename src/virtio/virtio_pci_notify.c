@@ -1,0 +1,177 @@
+/*
+ * Host notifiers of the virtio-pci transport (seed 002, FIELD-NOTES §3): while
+ * the driver has DRIVER_OK and bus mastering on, each ready queue's doorbell
+ * is an ioeventfd (len 0) whose handler runs in the device's event loop; KVM
+ * (or, where KVM refuses, the memory layer's userspace fallback) signals it.
+ * Locking: see virtio_pci.c.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "kickvm/log.h"
+#include "virtio/virtio_pci_internal.h"
+
+/* ---- queue work --------------------------------------------------------------- */
+
+/* vdev->lock held. */
+void virtio_pci_process_queue(struct virtio_pci *vp, unsigned q)
+{
+	struct virtio_dev *vdev = vp->vdev;
+
+	if (q >= vp->nr_queues || vdev->broken || !(vdev->status & VIRTIO_STATUS_DRIVER_OK) ||
+	    !vdev->queues[q].ready)
+		return;
+	atomic_fetch_add(&vdev->queues[q].notifies, 1);
+	vdev->ops->queue_notify(vdev, q);
+}
+
+/* A host notifier fired: runs in vdev->loop (and once more at stop). */
+static void host_notifier_read(struct event_notifier *e, void *opaque)
+{
+	struct queue_ref *ref = opaque;
+
+	if (!event_notifier_test_and_clear(e))
+		return;
+	pthread_mutex_lock(&ref->vp->vdev->lock);
+	virtio_pci_process_queue(ref->vp, ref->q);
+	pthread_mutex_unlock(&ref->vp->vdev->lock);
+}
+
+/* ctrl_lock held, vdev->lock not. */
+void virtio_pci_stop_notifiers(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	unsigned q;
+
+	if (!atomic_load(&vp->notifiers_active))
+		return;
+	/* One transaction: KVM drops every doorbell at once. */
+	memory_transaction_begin();
+	for (q = 0; q < vp->nr_queues; q++)
+		if (vdev->queues[q].notifier_active)
+			mr_del_eventfd(vp->notify_mr, q * VIRTIO_PCI_NOTIFY_MULT, 0, false, 0,
+				       &vdev->queues[q].notifier);
+	memory_transaction_commit();
+	atomic_store(&vp->notifiers_active, false);
+	for (q = 0; q < vp->nr_queues; q++) {
+		struct event_notifier *e = &vdev->queues[q].notifier;
+
+		if (!vdev->queues[q].notifier_active)
+			continue;
+		/* Waits until the handler is not running and never will again. */
+		event_loop_set_notifier(vdev->loop, e, NULL, NULL);
+		/* A doorbell rung before the commit must not be lost. */
+		host_notifier_read(e, &vp->qref[q]);
+		event_notifier_cleanup(e);
+		vdev->queues[q].notifier_active = false;
+	}
+}
+
+/* Undo a partial start: @bound handlers set, @nr_init notifiers made. */
+static void unwind_start(struct virtio_pci *vp, const bool *ready, unsigned bound)
+{
+	for (unsigned q = 0; q < vp->nr_queues; q++) {
+		struct event_notifier *e = &vp->vdev->queues[q].notifier;
+
+		if (!ready[q])
+			continue;
+		if (q < bound)
+			event_loop_set_notifier(vp->vdev->loop, e, NULL, NULL);
+		event_notifier_cleanup(e);
+	}
+}
+
+/* ctrl_lock held, vdev->lock not. */
+static int start_notifiers(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	bool ready[VIRTIO_MAX_QUEUES] = { false };
+	unsigned q, added = 0;
+	int r = 0;
+
+	/* Queue enables are refused after DRIVER_OK, so this stays true. */
+	pthread_mutex_lock(&vdev->lock);
+	for (q = 0; q < vp->nr_queues; q++)
+		ready[q] = vdev->queues[q].ready;
+	pthread_mutex_unlock(&vdev->lock);
+
+	for (q = 0; q < vp->nr_queues && !r; q++)
+		if (ready[q])
+			r = event_notifier_init(&vdev->queues[q].notifier, false);
+	if (r) {
+		unwind_start(vp, ready, 0);
+		return r;
+	}
+	/* Handlers are bound before the transaction: binding waits for the
+	 * loop thread, and nobody may wait on another thread while holding
+	 * the process-wide memory lock.  Until the commit nothing signals. */
+	for (q = 0; q < vp->nr_queues && !r; q++)
+		if (ready[q])
+			r = event_loop_set_notifier(vdev->loop, &vdev->queues[q].notifier,
+						    host_notifier_read, &vp->qref[q]);
+	if (r) {
+		unwind_start(vp, ready, q);
+		return r;
+	}
+	memory_transaction_begin();
+	for (q = 0; q < vp->nr_queues && !r; q++) {
+		if (!ready[q])
+			continue;
+		r = mr_add_eventfd(vp->notify_mr, q * VIRTIO_PCI_NOTIFY_MULT, 0, false, 0,
+				   &vdev->queues[q].notifier);
+		if (!r)
+			added = q + 1;
+	}
+	if (r)
+		for (q = 0; q < added; q++)
+			if (ready[q])
+				mr_del_eventfd(vp->notify_mr, q * VIRTIO_PCI_NOTIFY_MULT, 0,
+					       false, 0, &vdev->queues[q].notifier);
+	memory_transaction_commit();
+	if (r) {
+		unwind_start(vp, ready, vp->nr_queues);
+		return r;
+	}
+	for (q = 0; q < vp->nr_queues; q++)
+		vdev->queues[q].notifier_active = ready[q];
+	atomic_store(&vp->notifiers_active, true);
+	/* Requests queued before DRIVER_OK, with no doorbell after them. */
+	for (q = 0; q < vp->nr_queues; q++)
+		if (ready[q])
+			event_notifier_set(&vdev->queues[q].notifier);
+	return 0;
+}
+
+/* Bring the notifiers in line with the state; ctrl_lock held. */
+void virtio_pci_update_notifiers(struct virtio_pci *vp)
+{
+	struct virtio_dev *vdev = vp->vdev;
+	bool live, want;
+	int r;
+
+	pthread_mutex_lock(&vdev->lock);
+	live = (vdev->status & VIRTIO_STATUS_DRIVER_OK) && !vdev->broken;
+	pthread_mutex_unlock(&vdev->lock);
+	want = live && vp->bus_master && vp->ioeventfd && !vp->start_failed;
+	if (!want) {
+		virtio_pci_stop_notifiers(vp);
+		return;
+	}
+	if (atomic_load(&vp->notifiers_active))
+		return;
+	r = start_notifiers(vp);
+	if (!r)
+		return;
+	vp->start_failed = true;
+	if (!vp->fallback_logged) {
+		vp->fallback_logged = true;
+		log_warn(vdev->name, "cannot start host notifiers (%s): "
+			 "falling back to userspace notify (slower)", strerror(-r));
+	}
+	/* The kick the notifiers would have given, served here instead. */
+	pthread_mutex_lock(&vdev->lock);
+	for (unsigned q = 0; q < vp->nr_queues; q++)
+		virtio_pci_process_queue(vp, q);
+	pthread_mutex_unlock(&vdev->lock);
+}
+
