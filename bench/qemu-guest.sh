@@ -28,7 +28,7 @@ usage() {
 	exit 125
 }
 
-cache=writeback ioeventfd=on serial= mem=256M timeout_s=300 modern=0
+cache=writeback ioeventfd=on serial='' mem=256M timeout_s=300 modern=0
 disks=() serials=() rng=0 qemu_extra=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -47,7 +47,7 @@ while [ $# -gt 0 ]; do
 	*) break ;;
 	esac
 done
-[ $# -ge 1 ] && [ $# -le 2 ] || usage
+if [ $# -lt 1 ] || [ $# -gt 2 ]; then usage; fi
 elf=$1 cmdline=${2:-}
 [ -r "$elf" ] || { echo "qemu-guest.sh: cannot read $elf" >&2; exit 125; }
 
@@ -61,6 +61,7 @@ on|off) ;;
 *) echo "qemu-guest.sh: --ioeventfd on|off, not $ioeventfd" >&2; exit 125 ;;
 esac
 
+# shellcheck disable=SC2054  # commas inside QEMU option values
 args=(-M microvm,pcie=on -accel kvm -cpu qemu64,-cx16 -smp 1 -m "$mem"
       -nodefaults -no-user-config -nographic -serial stdio
       -device isa-debug-exit,iobase=0xf4,iosize=4

@@ -153,6 +153,10 @@ struct virtio_dev {
 	uint64_t resets;
 };
 
+/* The virtio device type of PCI function @d (VIRTIO_ID_*), 0 if it is no
+ * virtio device: modern ids are 0x1040 + type, transitional ones
+ * (0x1000-0x103f) carry the type in the subsystem id (§4.1.2.1). */
+uint16_t virtio_pci_device_type(const struct pci_dev *d);
 /* Accept @d if it is a virtio device (modern 0x1040+ id, or transitional
  * 0x1000-0x103f with the id in the subsystem id) and find its structures.
  * 0, or -1 with a message printed. */

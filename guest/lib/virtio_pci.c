@@ -90,16 +90,22 @@ static void c_w64(struct virtio_dev *vd, uint32_t o, uint64_t v)
 
 /* ---- probing ----------------------------------------------------------------------- */
 
+uint16_t virtio_pci_device_type(const struct pci_dev *d)
+{
+	if (d->vendor != VIRTIO_PCI_VENDOR || d->device < 0x1000 || d->device > 0x107f)
+		return 0;
+	return d->device >= 0x1040 ? d->device - 0x1040 : d->subsys_id;
+}
+
 int virtio_pci_probe(struct virtio_dev *vd, struct pci_dev *d)
 {
 	bool found[5] = { false };
 
 	memset(vd, 0, sizeof(*vd));
 	vd->pci = d;
-	if (d->vendor != VIRTIO_PCI_VENDOR || d->device < 0x1000 || d->device > 0x107f)
+	vd->type = virtio_pci_device_type(d);
+	if (!vd->type)
 		return -1;
-	/* Transitional ids carry the device type in the subsystem id (§4.1.2.1). */
-	vd->type = d->device >= 0x1040 ? d->device - 0x1040 : d->subsys_id;
 
 	for (uint8_t cap = pci_find_cap(d, PCI_CAP_VENDOR, 0); cap;
 	     cap = pci_find_cap(d, PCI_CAP_VENDOR, cap)) {

@@ -65,9 +65,9 @@ int bench_run(const struct args *a, const struct devices *d)
 	for (uint64_t i = 0; i < (uint64_t)qd * BLOCK; i++)
 		bufs[i] = (uint8_t)(i * 7 + 1);
 	info("bench: %s qd=%u reqs=%llu on virtio-blk %u (%llu MiB, features 0x%llx), %s, "
-	       "tsc %llu kHz\n", a->op, qd, (unsigned long long)a->reqs, a->disk,
-	       (unsigned long long)(blk.capacity >> 11), (unsigned long long)blk.vd.features,
-	       a->irq ? "interrupts" : "polled", (unsigned long long)a->tsc_khz);
+	     "tsc %llu kHz\n", a->op, qd, (unsigned long long)a->reqs, a->disk,
+	     (unsigned long long)(blk.capacity >> 11), (unsigned long long)blk.vd.features,
+	     a->irq ? "interrupts" : "polled", (unsigned long long)a->tsc_khz);
 
 	irq0 = virtq_interrupts(&blk.vd.vq[0]);
 	notify0 = blk.vd.vq[0].notifies;

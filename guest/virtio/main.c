@@ -143,23 +143,46 @@ static long kvmclock_msr(void *arg)
 	return 0;
 }
 
+struct cpuid_job {
+	uint32_t leaf, r[4];
+};
+
+static long cpuid_kcall(void *arg)
+{
+	struct cpuid_job *j = arg;
+
+	cpuid(j->leaf, 0, j->r);
+	return 0;
+}
+
+/* CPUID as the VMM set it up.  On our nested KVM, CPUID executed at CPL3
+ * is answered by the outer hypervisor (it says "KVMKVMKVM" even under
+ * kickvm), so the hypervisor leaves are read at CPL0. */
+static void cpuid_cpl0(uint32_t leaf, uint32_t r[4])
+{
+	struct cpuid_job j = { .leaf = leaf };
+
+	run_kernel(cpuid_kcall, &j);
+	memcpy(r, j.r, sizeof(j.r));
+}
+
 static uint64_t tsc_khz_from_kvm(void)
 {
 	uint32_t r[4];
 	uint64_t khz;
 
-	cpuid(0x40000000, 0, r);
+	cpuid_cpl0(0x40000000, r);
 	/* "KVMKVMKVM\0\0\0" */
 	if (r[1] != 0x4b4d564b || r[2] != 0x564b4d56 || r[3] != 0x4d)
 		return 0;
 	if (r[0] >= 0x40000010) {
 		uint32_t t[4];
 
-		cpuid(0x40000010, 0, t);        /* the timing leaf, when exposed */
+		cpuid_cpl0(0x40000010, t);      /* the timing leaf, when exposed */
 		if (t[0])
 			return t[0];
 	}
-	cpuid(0x40000001, 0, r);
+	cpuid_cpl0(0x40000001, r);
 	if (r[0] & KVM_FEATURE_CLOCKSOURCE2)
 		run_kernel(kvmclock_msr, (void *)(uintptr_t)MSR_KVM_SYSTEM_TIME_NEW);
 	else if (r[0] & KVM_FEATURE_CLOCKSOURCE)
@@ -222,28 +245,23 @@ void find_devices(const struct args *a, struct devices *out)
 	memset(out, 0, sizeof(*out));
 	if (si)
 		info("boot: PVH start info: RSDP 0x%llx, %u memory map entries, %llu KiB free for "
-		       "page_alloc\n", (unsigned long long)si->rsdp_paddr, si->memmap_entries,
-		       (unsigned long long)(page_alloc_free_bytes() >> 10));
+		     "page_alloc\n", (unsigned long long)si->rsdp_paddr, si->memmap_entries,
+		     (unsigned long long)(page_alloc_free_bytes() >> 10));
 	info("pci: ECAM at 0x%llx (%s), %u functions on bus 0\n", (unsigned long long)ecam,
-	       src, n);
+	     src, n);
 	for (unsigned i = 0; i < n; i++) {
 		struct pci_dev *d = pci_device(i);
-		uint16_t type = 0;
-		bool virtio = d->vendor == VIRTIO_PCI_VENDOR && d->device >= 0x1000 &&
-			      d->device <= 0x107f;
+		uint16_t type = virtio_pci_device_type(d);
 
-		if (virtio)
-			type = d->device >= 0x1040 ? d->device - 0x1040 : d->subsys_id;
 		info("pci: 00:%02x.%x %04x:%04x class %06x%s%s\n", d->slot, d->fn, d->vendor,
-		       d->device, d->class_code, virtio ? " " : "",
-		       virtio ? virtio_type_name(type) : "");
+		     d->device, d->class_code, type ? " " : "", type ? virtio_type_name(type) : "");
 		for (int b = 0; b < 6; b++)
 			if (d->bars[b].kind != PCI_BAR_NONE)
 				info("pci:   BAR%d %s at 0x%llx, 0x%llx bytes\n", b,
-				       d->bars[b].kind == PCI_BAR_IO ? "I/O" :
-				       d->bars[b].kind == PCI_BAR_MEM64 ? "mem64" : "mem32",
-				       (unsigned long long)d->bars[b].addr,
-				       (unsigned long long)d->bars[b].size);
+				     d->bars[b].kind == PCI_BAR_IO ? "I/O" :
+				     d->bars[b].kind == PCI_BAR_MEM64 ? "mem64" : "mem32",
+				     (unsigned long long)d->bars[b].addr,
+				     (unsigned long long)d->bars[b].size);
 		if (type == VIRTIO_ID_BLOCK && out->nr_blk < MAX_DISKS)
 			out->blk[out->nr_blk++] = d;
 		else if (type == VIRTIO_ID_RNG && !out->rng)
@@ -278,7 +296,7 @@ int guest_main(const char *cmdline)
 	run_user(parse_args, &job);
 	guest_quiet = args.quiet;
 	info("kickvm-virtio: cmdline \"%s\" (%s)\n", cmdline,
-	       guest_on_kickvm() ? "kickvm" : "not kickvm");
+	     guest_on_kickvm() ? "kickvm" : "not kickvm");
 	if (args.irq) {
 		/* MSI-X messages are addressed by APIC id; the counting stubs EOI
 		 * through the x2APIC MSR. */

@@ -150,7 +150,7 @@ static void test_queue_depth(const struct args *a)
 
 		if (qd > blk.nr_slots) {
 			info("test:   qd %2u: only %u request slots (qsize=), skipped\n", qd,
-			       blk.nr_slots);
+			     blk.nr_slots);
 			continue;
 		}
 		run_qd(qd, VIRTIO_BLK_T_OUT, 10 + qd, false);
@@ -174,8 +174,8 @@ static void test_queue_depth(const struct args *a)
 			GUEST_ASSERT_EQ(irqs, 0);
 		}
 		info("test:   qd %2u%s: %u requests, %llu doorbell writes, %llu interrupts\n",
-		       qd, ind ? " (indirect)" : "", 2 * QD_REQS,
-		       (unsigned long long)(blk.vd.vq[0].notifies - n0), (unsigned long long)irqs);
+		     qd, ind ? " (indirect)" : "", 2 * QD_REQS,
+		     (unsigned long long)(blk.vd.vq[0].notifies - n0), (unsigned long long)irqs);
 	}
 	vblk_use_indirect(&blk, a->indirect > 0);
 }
@@ -190,8 +190,8 @@ static void test_kick_each(void)
 	}
 	run_qd(16, VIRTIO_BLK_T_IN, 10 + 16, true);
 	info("test:   qd 16, a kick per request: %llu kicks, %llu doorbell writes\n",
-	       (unsigned long long)(blk.vd.vq[0].kicks - k0),
-	       (unsigned long long)(blk.vd.vq[0].notifies - n0));
+	     (unsigned long long)(blk.vd.vq[0].kicks - k0),
+	     (unsigned long long)(blk.vd.vq[0].notifies - n0));
 	GUEST_ASSERT(blk.vd.vq[0].notifies - n0 <= blk.vd.vq[0].kicks - k0);
 }
 
@@ -246,7 +246,7 @@ static void test_discard_wz(void)
 		GUEST_ASSERT_EQ(vblk_rw(&blk, VIRTIO_BLK_T_IN, sector, buf_r, 4 * BLOCK),
 				VIRTIO_BLK_S_OK);
 		info("test:   discard ok (reads back %s)\n",
-		       all_zero(buf_r, 4 * BLOCK) ? "zeros" : "old data");
+		     all_zero(buf_r, 4 * BLOCK) ? "zeros" : "old data");
 	} else {
 		info("test:   discard not offered: skipped\n");
 	}
@@ -326,9 +326,9 @@ int test_run(const struct args *a, const struct devices *d)
 	buf_w = page_alloc(MAX_QD * BLOCK / 4096);
 	buf_r = page_alloc(MAX_QD * BLOCK / 4096);
 	info("test: virtio-blk %u of %u: %llu sectors, features 0x%llx of 0x%llx, queue %u, "
-	       "%u slots, %s\n", a->disk, d->nr_blk, (unsigned long long)blk.capacity,
-	       (unsigned long long)blk.vd.features, (unsigned long long)blk.vd.offered,
-	       blk.vd.vq[0].size, blk.nr_slots, a->irq ? "interrupts" : "polled");
+	     "%u slots, %s\n", a->disk, d->nr_blk, (unsigned long long)blk.capacity,
+	     (unsigned long long)blk.vd.features, (unsigned long long)blk.vd.offered,
+	     blk.vd.vq[0].size, blk.nr_slots, a->irq ? "interrupts" : "polled");
 	step_done("devices found and initialised");
 
 	test_rw();

@@ -196,6 +196,15 @@ void address_space_get_stats(const struct address_space *as, struct as_stats *ou
 void address_space_for_each_ioeventfd(struct address_space *as,
 				      void (*fn)(const struct ioeventfd *ev, void *opaque),
 				      void *opaque);
+/*
+ * Where the ioeventfd of @e added on @mr at @offset ended up: the path of its
+ * first appearance in any address space's current view (and the errno KVM
+ * gave when it refused).  -ENOENT when it is not visible anywhere.  Lets a
+ * device say "KVM refused my doorbells" in its own words.
+ */
+int mr_eventfd_path(struct mem_region *mr, uint64_t offset, const struct event_notifier *e,
+		    enum ioeventfd_path *path, int *kvm_err);
+
 /* Every range of the current flat view, ordered by address. */
 void address_space_for_each_range(struct address_space *as,
 				  void (*fn)(const struct flat_range *fr, void *opaque),

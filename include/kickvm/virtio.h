@@ -81,6 +81,12 @@ struct virtio_queue {
 	bool notifier_active;
 	_Atomic uint64_t notifies;     /* notifications handled */
 	_Atomic uint64_t interrupts;   /* used-buffer interrupts raised */
+	/* Doorbell accounting by path (the transport keeps it): */
+	_Atomic uint64_t signals;      /* notifier signals consumed, kicks included */
+	_Atomic uint64_t fallback;     /* of those, from the userspace fallback
+				        * (added when the notifier stops) */
+	_Atomic uint64_t kicks;        /* the transport's own kicks at start */
+	_Atomic uint64_t trapped;      /* doorbell writes served without a notifier */
 };
 
 struct virtio_transport_ops {

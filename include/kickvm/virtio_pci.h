@@ -43,4 +43,16 @@ bool virtio_pci_notifiers_active(const struct virtio_pci *vp);
 /* Doorbell writes that reached the transport itself (userspace notify). */
 uint64_t virtio_pci_trapped_notifies(const struct virtio_pci *vp);
 
+/* Every doorbell write of queue @q the guest made, by the path it took.
+ * doorbells = kvm + fallback + trapped, exactly, at any moment the guest is
+ * not writing (a test compares it with the driver's own count). */
+struct virtio_pci_doorbells {
+	uint64_t doorbells;
+	uint64_t kvm;          /* KVM's ioeventfd signalled the notifier */
+	uint64_t fallback;     /* trapped, matched in userspace, same notifier */
+	uint64_t trapped;      /* no notifier: served on the vCPU thread */
+	uint64_t kicks;        /* not the guest's: the transport's own at start */
+};
+void virtio_pci_doorbells(struct virtio_pci *vp, unsigned q, struct virtio_pci_doorbells *out);
+
 #endif

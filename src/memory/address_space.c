@@ -249,3 +249,28 @@ void address_space_for_each_range(struct address_space *as,
 		fn(&view->ranges[i], opaque);
 	flatview_put(view);
 }
+
+int mr_eventfd_path(struct mem_region *mr, uint64_t offset, const struct event_notifier *e,
+		    enum ioeventfd_path *path, int *kvm_err)
+{
+	int ret = -ENOENT;
+
+	memory_lock();
+	for (struct address_space *as = registry; as && ret; as = as->next) {
+		struct flatview *view = flatview_get(as);
+
+		for (unsigned i = 0; i < view->nr_ioeventfds; i++) {
+			const struct ioeventfd *ev = &view->ioeventfds[i].ev;
+
+			if (ev->mr == mr && ev->offset == offset && ev->e == e) {
+				*path = ev->path;
+				*kvm_err = ev->kvm_err;
+				ret = 0;
+				break;
+			}
+		}
+		flatview_put(view);
+	}
+	memory_unlock();
+	return ret;
+}

@@ -270,6 +270,8 @@ static void notify_write(void *opaque, uint64_t offset, uint64_t data, unsigned 
 
 	(void)data; (void)size;
 	atomic_fetch_add(&vp->trapped, 1);
+	if (offset / VIRTIO_PCI_NOTIFY_MULT < vp->nr_queues)
+		atomic_fetch_add(&vp->vdev->queues[offset / VIRTIO_PCI_NOTIFY_MULT].trapped, 1);
 	/* Without bus mastering the device may not touch the rings. */
 	if (!atomic_load(&vp->dma_on))
 		return;

@@ -29,9 +29,11 @@ void virtio_pci_process_queue(struct virtio_pci *vp, unsigned q)
 static void host_notifier_read(struct event_notifier *e, void *opaque)
 {
 	struct queue_ref *ref = opaque;
+	uint64_t n = event_notifier_test_and_clear(e);
 
-	if (!event_notifier_test_and_clear(e))
+	if (!n)
 		return;
+	atomic_fetch_add(&ref->vp->vdev->queues[ref->q].signals, n);
 	pthread_mutex_lock(&ref->vp->vdev->lock);
 	virtio_pci_process_queue(ref->vp, ref->q);
 	pthread_mutex_unlock(&ref->vp->vdev->lock);
@@ -62,6 +64,7 @@ void virtio_pci_stop_notifiers(struct virtio_pci *vp)
 		event_loop_set_notifier(vdev->loop, e, NULL, NULL);
 		/* A doorbell rung before the commit must not be lost. */
 		host_notifier_read(e, &vp->qref[q]);
+		atomic_fetch_add(&vdev->queues[q].fallback, atomic_load(&e->fallback_signals));
 		event_notifier_cleanup(e);
 		vdev->queues[q].notifier_active = false;
 	}
@@ -78,6 +81,25 @@ static void unwind_start(struct virtio_pci *vp, const bool *ready, unsigned boun
 		if (q < bound)
 			event_loop_set_notifier(vp->vdev->loop, e, NULL, NULL);
 		event_notifier_cleanup(e);
+	}
+}
+
+/* The memory layer falls back to userspace when KVM refuses a doorbell, so
+ * the device still works, on the slow path: say so in the device's name. */
+static void report_kvm_refusal(struct virtio_pci *vp, const bool *ready)
+{
+	for (unsigned q = 0; q < vp->nr_queues; q++) {
+		enum ioeventfd_path path;
+		int err = 0;
+
+		if (!ready[q] || mr_eventfd_path(vp->notify_mr, q * VIRTIO_PCI_NOTIFY_MULT,
+						 &vp->vdev->queues[q].notifier, &path, &err) < 0)
+			continue;
+		if (path == IOEVENTFD_PATH_FALLBACK && err && !vp->fallback_logged) {
+			vp->fallback_logged = true;
+			log_warn(vp->vdev->name, "KVM refused the doorbell of queue %u (%s): "
+				 "falling back to userspace notify (slower)", q, strerror(err));
+		}
 	}
 }
 
@@ -135,11 +157,38 @@ static int start_notifiers(struct virtio_pci *vp)
 	for (q = 0; q < vp->nr_queues; q++)
 		vdev->queues[q].notifier_active = ready[q];
 	atomic_store(&vp->notifiers_active, true);
+	report_kvm_refusal(vp, ready);
 	/* Requests queued before DRIVER_OK, with no doorbell after them. */
-	for (q = 0; q < vp->nr_queues; q++)
-		if (ready[q])
+	for (q = 0; q < vp->nr_queues; q++) {
+		if (ready[q]) {
+			atomic_fetch_add(&vdev->queues[q].kicks, 1);
 			event_notifier_set(&vdev->queues[q].notifier);
+		}
+	}
 	return 0;
+}
+
+void virtio_pci_doorbells(struct virtio_pci *vp, unsigned q, struct virtio_pci_doorbells *out)
+{
+	struct virtio_queue *vq = &vp->vdev->queues[q];
+	uint64_t signals, fallback;
+
+	memset(out, 0, sizeof(*out));
+	if (q >= vp->nr_queues)
+		return;
+	pthread_mutex_lock(&vp->ctrl_lock);  /* the notifier is not torn down meanwhile */
+	signals = atomic_load(&vq->signals);
+	fallback = atomic_load(&vq->fallback);
+	if (vq->notifier_active) {
+		signals += event_notifier_pending(&vq->notifier);
+		fallback += atomic_load(&vq->notifier.fallback_signals);
+	}
+	pthread_mutex_unlock(&vp->ctrl_lock);
+	out->kicks = atomic_load(&vq->kicks);
+	out->trapped = atomic_load(&vq->trapped);
+	out->fallback = fallback;
+	out->kvm = signals - out->kicks - fallback;
+	out->doorbells = out->kvm + out->fallback + out->trapped;
 }
 
 /* Bring the notifiers in line with the state; ctrl_lock held. */
