@@ -91,6 +91,26 @@ int event_loop_run(struct event_loop *loop);
 /* Make event_loop_run() return soon. Any thread. */
 void event_loop_stop(struct event_loop *loop);
 
+/* ---- polling ---------------------------------------------------------------
+ * Waking a sleeping thread costs more than a request (tens of microseconds
+ * on a nested host).  A loop with a poll window spins for up to that long
+ * before it sleeps, calling every poll function; one that returns true (work
+ * is there: a virtqueue's avail index moved, an io_uring completion is ready)
+ * gets its @ready called at once, without any eventfd round trip.  The
+ * eventfds stay armed, so sleeping loses nothing.  This is QEMU's iothread
+ * polling (poll-max-ns); iothreads default to IOTHREAD_POLL_NS, the main loop
+ * to none.
+ */
+#define IOTHREAD_POLL_NS 32768
+
+typedef bool poll_fn(void *opaque);
+/* Add (or, with @poll NULL, remove) the poller identified by @opaque. Same
+ * threading rule as event_loop_set_fd_handler(). */
+int event_loop_set_poll(struct event_loop *loop, poll_fn *poll, event_fn *ready, void *opaque);
+/* 0 switches polling off. */
+void event_loop_set_poll_ns(struct event_loop *loop, uint64_t ns);
+uint64_t event_loop_poll_ns(const struct event_loop *loop);
+
 /* ---- timers (monotonic clock, nanoseconds) -------------------------------- */
 struct timer;
 uint64_t clock_ns(void); /* CLOCK_MONOTONIC */

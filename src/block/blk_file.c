@@ -114,6 +114,18 @@ static void on_done(struct event_notifier *e, void *opaque)
 	deliver(opaque, false);
 }
 
+static bool poll_completions(void *opaque)
+{
+	struct blk_backend *b = opaque;
+
+	return b->engine->ready(b);
+}
+
+static void poll_ready(void *opaque)
+{
+	deliver(opaque, false);
+}
+
 static void deliver_all(void *opaque)
 {
 	struct blk_backend *b = opaque;
@@ -340,7 +352,10 @@ int blk_open(const char *path, const struct blk_opts *opts, struct event_loop *l
 		goto fail;
 	}
 	r = event_loop_set_notifier(loop, &b->done_ev, on_done, b);
+	if (!r && b->engine->ready)
+		r = event_loop_set_poll(loop, poll_completions, poll_ready, b);
 	if (r < 0) {
+		event_loop_set_notifier(loop, &b->done_ev, NULL, NULL);
 		b->engine->fini(b);
 		goto fail;
 	}
@@ -365,6 +380,7 @@ void blk_close(struct blk_backend *b)
 	 * holding the loop when nobody runs it.  So the caller must not hold
 	 * a lock its done() takes. */
 	event_loop_call_sync(b->loop, deliver_all, b);
+	event_loop_set_poll(b->loop, NULL, NULL, b);
 	event_loop_set_notifier(b->loop, &b->done_ev, NULL, NULL);
 	b->engine->fini(b);
 	free_backend(b);

@@ -46,6 +46,9 @@ struct blk_engine {
 	 * block until at least one finished if any is pending.  b->lock held
 	 * (the thread pool waits on b->cond, which releases it). */
 	void (*reap)(struct blk_backend *b, bool wait);
+	/* Optional, lock-free: a completion is waiting to be reaped (the loop's
+	 * busy-polling asks, instead of sleeping on done_ev). */
+	bool (*ready)(struct blk_backend *b);
 };
 
 struct blk_backend {

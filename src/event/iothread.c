@@ -50,6 +50,8 @@ int iothread_new(const char *name, struct iothread **out)
 		return -ENOMEM;
 	it->name = strdup(name);
 	it->loop = it->name ? event_loop_new(name) : NULL;
+	if (it->loop)
+		event_loop_set_poll_ns(it->loop, IOTHREAD_POLL_NS);
 	if (!it->loop) {
 		r = -ENOMEM;
 		goto fail;

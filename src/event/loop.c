@@ -75,6 +75,11 @@ struct event_loop {
 	struct timer *timers;
 	uint64_t timer_pass;
 
+	/* Holder thread only (changed through call_sync). */
+	struct poller { poll_fn *poll; event_fn *ready; void *opaque; } *pollers;
+	unsigned nr_pollers;
+	_Atomic uint64_t poll_ns;
+
 	atomic_bool stop;
 };
 
@@ -166,6 +171,7 @@ void event_loop_free(struct event_loop *loop)
 	event_notifier_cleanup(&loop->wake);
 	pthread_cond_destroy(&loop->cond);
 	pthread_mutex_destroy(&loop->lock);
+	free(loop->pollers);
 	free(loop->name);
 	free(loop);
 }
@@ -445,6 +451,58 @@ int event_loop_set_fd_handler(struct event_loop *loop, int fd,
 	return a.ret;
 }
 
+struct poll_args {
+	struct event_loop *loop;
+	struct poller p;
+	int ret;
+};
+
+static void do_set_poll(void *opaque)
+{
+	struct poll_args *a = opaque;
+	struct event_loop *loop = a->loop;
+	unsigned i;
+
+	for (i = 0; i < loop->nr_pollers && loop->pollers[i].opaque != a->p.opaque; i++)
+		;
+	if (!a->p.poll) {  /* remove */
+		if (i < loop->nr_pollers)
+			loop->pollers[i] = loop->pollers[--loop->nr_pollers];
+		return;
+	}
+	if (i == loop->nr_pollers) {
+		struct poller *grown = realloc(loop->pollers, (i + 1) * sizeof(*grown));
+
+		if (!grown) {
+			a->ret = -ENOMEM;
+			return;
+		}
+		loop->pollers = grown;
+		loop->nr_pollers++;
+	}
+	loop->pollers[i] = a->p;
+}
+
+int event_loop_set_poll(struct event_loop *loop, poll_fn *poll, event_fn *ready, void *opaque)
+{
+	struct poll_args a = { .loop = loop, .p = { poll, ready, opaque } };
+
+	if (poll && !ready)
+		return -EINVAL;
+	event_loop_call_sync(loop, do_set_poll, &a);
+	return a.ret;
+}
+
+void event_loop_set_poll_ns(struct event_loop *loop, uint64_t ns)
+{
+	atomic_store(&loop->poll_ns, ns);
+}
+
+uint64_t event_loop_poll_ns(const struct event_loop *loop)
+{
+	return atomic_load(&loop->poll_ns);
+}
+
 int event_loop_set_notifier(struct event_loop *loop, struct event_notifier *e,
 			    notifier_fn *handler, void *opaque)
 {
@@ -611,11 +669,44 @@ static int dispatch_one(struct event_loop *loop, struct handler *h, uint32_t ev)
 	return n;
 }
 
+/* Spin on the pollers for up to the poll window; returns how many had work. */
+static int busy_poll(struct event_loop *loop)
+{
+	uint64_t window = atomic_load(&loop->poll_ns), start;
+	int n = 0;
+
+	if (!window || !loop->nr_pollers)
+		return 0;
+	start = clock_ns();
+	do {
+		for (unsigned i = 0; i < loop->nr_pollers; i++) {
+			struct poller p = loop->pollers[i];  /* ready() may change the set */
+
+			if (p.poll(p.opaque)) {
+				p.ready(p.opaque);
+				n++;
+			}
+		}
+		if (n || atomic_load(&loop->stop))
+			break;
+		__builtin_ia32_pause();
+	} while (clock_ns() - start < window);
+	return n;
+}
+
 static int dispatch(struct event_loop *loop, int timeout_ms)
 {
 	struct epoll_event events[MAX_EVENTS];
 	int nev, n = 0;
 
+	/* Found work by polling: still look at the fds, but do not sleep. */
+	if (timeout_ms != 0) {
+		loop->dispatch_depth++;
+		n = busy_poll(loop);
+		loop->dispatch_depth--;
+		if (n)
+			timeout_ms = 0;
+	}
 	nev = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms(loop, timeout_ms));
 	if (nev < 0) {
 		if (errno != EINTR)

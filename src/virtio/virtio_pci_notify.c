@@ -39,6 +39,39 @@ static void host_notifier_read(struct event_notifier *e, void *opaque)
 	pthread_mutex_unlock(&ref->vp->vdev->lock);
 }
 
+/*
+ * Busy-polling (event.h): is there a request the driver has made available
+ * that we have not taken?  Seen before its doorbell's eventfd is even read;
+ * the signal is still consumed (and counted) later.  trylock: never wait on
+ * a vCPU that holds the device for a register access.
+ */
+static bool poll_queues(void *opaque)
+{
+	struct virtio_pci *vp = opaque;
+	struct virtio_dev *vdev = vp->vdev;
+	bool work = false;
+
+	if (!atomic_load(&vp->notifiers_active) || pthread_mutex_trylock(&vdev->lock))
+		return false;
+	if ((vdev->status & VIRTIO_STATUS_DRIVER_OK) && !vdev->broken)
+		for (unsigned q = 0; q < vp->nr_queues && !work; q++)
+			work = vdev->queues[q].ready && vdev->queues[q].notifier_active &&
+			       virtq_pending(&vdev->queues[q].vq) > 0;
+	pthread_mutex_unlock(&vdev->lock);
+	return work;
+}
+
+static void poll_queues_ready(void *opaque)
+{
+	struct virtio_pci *vp = opaque;
+
+	pthread_mutex_lock(&vp->vdev->lock);
+	for (unsigned q = 0; q < vp->nr_queues; q++)
+		if (vp->vdev->queues[q].notifier_active && virtq_pending(&vp->vdev->queues[q].vq) > 0)
+			virtio_pci_process_queue(vp, q);
+	pthread_mutex_unlock(&vp->vdev->lock);
+}
+
 /* ctrl_lock held, vdev->lock not. */
 void virtio_pci_stop_notifiers(struct virtio_pci *vp)
 {
@@ -55,6 +88,7 @@ void virtio_pci_stop_notifiers(struct virtio_pci *vp)
 				       &vdev->queues[q].notifier);
 	memory_transaction_commit();
 	atomic_store(&vp->notifiers_active, false);
+	event_loop_set_poll(vdev->loop, NULL, NULL, vp);
 	for (q = 0; q < vp->nr_queues; q++) {
 		struct event_notifier *e = &vdev->queues[q].notifier;
 
@@ -157,6 +191,9 @@ static int start_notifiers(struct virtio_pci *vp)
 	for (q = 0; q < vp->nr_queues; q++)
 		vdev->queues[q].notifier_active = ready[q];
 	atomic_store(&vp->notifiers_active, true);
+	/* Without it the queues still work, woken by their eventfds. */
+	if (event_loop_set_poll(vdev->loop, poll_queues, poll_queues_ready, vp) < 0)
+		log_info(vdev->name, "no busy-polling of the queues (out of memory)");
 	report_kvm_refusal(vp, ready);
 	/* Requests queued before DRIVER_OK, with no doorbell after them. */
 	for (q = 0; q < vp->nr_queues; q++) {
