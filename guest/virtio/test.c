@@ -88,14 +88,32 @@ static void test_rw(void)
 	read_check(cap - 1 - 4 * SPB, 4 * BLOCK, 3);
 }
 
+#define RUN_KICK_EACH  1   /* a kick per request, not per batch */
+#define RUN_IRQ_EACH   2   /* each request's interrupt before the next goes out */
+
+/* Wait until queue 0 has counted @target interrupts.  Per request at
+ * queue depth 1: two MSIs pending at once would merge in the APIC, so the
+ * next request waits for this one's. */
+static void wait_irqs(uint64_t target, unsigned req)
+{
+	uint64_t t0 = rdtsc();
+
+	while (virtq_interrupts(&blk.vd.vq[0]) < target) {
+		cpu_relax();
+		if (rdtsc() - t0 > VIRTQ_TIMEOUT_CYCLES)
+			GUEST_FAIL("the interrupt for request %u never came", req);
+	}
+}
+
 /* QD_REQS writes or reads of distinct blocks, @qd in flight.  Refills go
- * out in one kick per batch, or (@kick_each) one kick per request: then
+ * out in one kick per batch, or (RUN_KICK_EACH) one kick per request: then
  * the device is often still busy, and EVENT_IDX lets the driver skip most
  * doorbells - a wrongly skipped one shows up as a hang here. */
-static void run_qd(unsigned qd, uint32_t type, uint32_t seed, bool kick_each)
+static void run_qd(unsigned qd, uint32_t type, uint32_t seed, unsigned flags)
 {
 	unsigned submitted = 0, done = 0, in_flight = 0;
 	uint64_t base = QD_AREA + (uint64_t)qd * QD_REQS * SPB;
+	uint64_t irq0 = virtq_interrupts(&blk.vd.vq[0]);
 
 	GUEST_ASSERT(qd <= MAX_QD && qd <= blk.nr_slots);
 	while (done < QD_REQS) {
@@ -119,7 +137,7 @@ static void run_qd(unsigned qd, uint32_t type, uint32_t seed, bool kick_each)
 						BLOCK));
 			submitted++;
 			in_flight++;
-			if (kick_each)
+			if (flags & RUN_KICK_EACH)
 				vblk_kick(&blk);
 		}
 		GUEST_ASSERT(blk.busy == in_flight);
@@ -133,6 +151,8 @@ static void run_qd(unsigned qd, uint32_t type, uint32_t seed, bool kick_each)
 			vblk_release(&blk, r);
 			in_flight--;
 			done++;
+			if (flags & RUN_IRQ_EACH)
+				wait_irqs(irq0 + done, done);
 		} while ((r = vblk_poll(&blk)));
 	}
 }
@@ -153,18 +173,14 @@ static void test_queue_depth(const struct args *a)
 			     blk.nr_slots);
 			continue;
 		}
-		run_qd(qd, VIRTIO_BLK_T_OUT, 10 + qd, false);
-		run_qd(qd, VIRTIO_BLK_T_IN, 10 + qd, false);
+		/* One request at a time with interrupts always armed: each
+		 * request must bring its own interrupt. */
+		unsigned flags = a->irq && qd == 1 ? RUN_IRQ_EACH : 0;
+
+		run_qd(qd, VIRTIO_BLK_T_OUT, 10 + qd, flags);
+		run_qd(qd, VIRTIO_BLK_T_IN, 10 + qd, flags);
 		irqs = virtq_interrupts(&blk.vd.vq[0]) - irq0;
 		if (a->irq && qd == 1) {
-			/* One request at a time, interrupts always armed: one each.
-			 * The last may still be on its way. */
-			uint64_t t0 = rdtsc();
-
-			while (virtq_interrupts(&blk.vd.vq[0]) - irq0 < 2 * QD_REQS &&
-			       rdtsc() - t0 < VIRTQ_TIMEOUT_CYCLES / 10)
-				cpu_relax();
-			irqs = virtq_interrupts(&blk.vd.vq[0]) - irq0;
 			GUEST_ASSERT_EQ(irqs, 2 * QD_REQS);
 			/* Delivered, not left pending behind a mask. */
 			GUEST_ASSERT(!pci_msix_pending(&blk.vd.msix, blk.vd.vq[0].msix_entry));
@@ -188,7 +204,7 @@ static void test_kick_each(void)
 		info("test:   only %u request slots (qsize=): skipped\n", blk.nr_slots);
 		return;
 	}
-	run_qd(16, VIRTIO_BLK_T_IN, 10 + 16, true);
+	run_qd(16, VIRTIO_BLK_T_IN, 10 + 16, RUN_KICK_EACH);
 	info("test:   qd 16, a kick per request: %llu kicks, %llu doorbell writes\n",
 	     (unsigned long long)(blk.vd.vq[0].kicks - k0),
 	     (unsigned long long)(blk.vd.vq[0].notifies - n0));
@@ -307,7 +323,7 @@ static void test_reset(const struct args *a)
 	for (unsigned i = 0; i < 6; i++)
 		read_check(rw_sectors[i], VBLK_SECTOR, 1);
 	read_check(64, BLOCK, 2);
-	run_qd(4, VIRTIO_BLK_T_IN, 14, false);   /* written in step 3 */
+	run_qd(4, VIRTIO_BLK_T_IN, 14, 0);   /* written in step 3 */
 }
 
 int test_run(const struct args *a, const struct devices *d)

@@ -18,6 +18,7 @@ static void print_usage(FILE *out)
 		"                                      cost of one doorbell write on every path\n"
 		"       kickvm bench blk [--qd N] [--json]\n"
 		"                                      virtio-blk 4 KiB random I/O, ioeventfd on/off\n"
+		"       kickvm vfio-info BDF           regions and IRQs of a device bound to vfio-pci\n"
 		"       kickvm help | --help | --version\n"
 		"\n'kickvm run --help' lists the run options.\n");
 }
@@ -110,6 +111,8 @@ int main(int argc, char **argv)
 		return cmd_info(argc - 1, argv + 1);
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench(argc - 1, argv + 1);
+	if (!strcmp(cmd, "vfio-info"))
+		return cmd_vfio_info(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		print_usage(stdout);
 		return 0;

@@ -9,6 +9,14 @@
  * LAPIC timer against the 8254, and checks that IRQ 0 ticks through the
  * IOAPIC.  KVM's PIT does all that inside the kernel; "speaker dummy" makes
  * KVM also answer port 0x61, whose gate bit the TSC calibration uses.
+ *
+ * Why tsc_early_khz= on the command line: calibrating against the PIT needs
+ * the guest to read it quickly and often, which fails where exits are slow
+ * (nested, as in the lab: "tsc: Unable to calibrate against PIT", then a
+ * kernel without a usable clock).  kickvm knows the guest TSC rate
+ * (KVM_GET_TSC_KHZ) and tells it, as it tells its own test guests; Linux then
+ * calibrates its LAPIC timer against the TSC too.  A tsc_early_khz= the user
+ * gave wins.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +36,7 @@
 #include "kickvm/machine.h"
 
 #define MAX_KERNEL_FILE (512ull << 20)
+#define CMDLINE_MAX     4096
 
 /* Open @path as a regular file; its size in *@size. */
 static int open_file(const char *path, uint64_t *size)
@@ -162,6 +171,8 @@ int machine_load_linux(struct machine *m, const char *kernel, const char *initrd
 		.s5_sleep_type = POWER_S5_SLEEP_TYPE,
 	};
 	struct linux_boot_config cfg = { .cmdline = cmdline ? cmdline : "" };
+	char full_cmdline[CMDLINE_MAX];
+	int tsc_khz = vcpu_get_tsc_khz(m->vcpus[0]);
 	struct vcpu_boot_state bs;
 	uint64_t initrd_addr = 0;
 	uint8_t *buf = NULL;
@@ -169,6 +180,15 @@ int machine_load_linux(struct machine *m, const char *kernel, const char *initrd
 	int initrd_fd = -1, n, ret;
 
 	*why = NULL;
+	if (tsc_khz > 0 && !strstr(cfg.cmdline, "tsc_early_khz=")) {
+		n = snprintf(full_cmdline, sizeof(full_cmdline), "%s%stsc_early_khz=%d",
+			     cfg.cmdline, cfg.cmdline[0] ? " " : "", tsc_khz);
+		if (n < 0 || (size_t)n >= sizeof(full_cmdline)) {
+			*why = "command line too long";
+			return -E2BIG;
+		}
+		cfg.cmdline = full_cmdline;
+	}
 	ret = read_kernel(kernel, &buf, &len, why);
 	if (ret)
 		return ret;

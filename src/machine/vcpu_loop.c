@@ -155,7 +155,9 @@ int machine_vcpu_run_until_event(struct machine *m, int cpu, struct machine_exit
 	for (;;) {
 		int ret = machine_vcpu_run_once(m, cpu);
 
-		if (ret == -EINTR) {
+		/* EAGAIN: a vCPU waiting for SIPI took an INIT (Linux starting
+		 * its APs); KVM wants KVM_RUN again, which waits for the SIPI. */
+		if (ret == -EINTR || ret == -EAGAIN) {
 			if (m->stopping)
 				return MACHINE_STOPPED;
 			continue;

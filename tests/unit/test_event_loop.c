@@ -794,6 +794,70 @@ static void test_iothread_lifecycle(void **state)
 	assert_int_equal(log_count(LOG_WARN), warnings);
 }
 
+/* Busy-polling: a poller that reports work gets ready() called without any
+ * fd becoming readable; removal is final; with no poll window the loop
+ * sleeps on its fds instead. */
+struct poll_state {
+	_Atomic int work;        /* set by the test: there is work */
+	_Atomic int polls, readies;
+	pthread_t ready_thread;
+};
+
+static bool test_poll(void *opaque)
+{
+	struct poll_state *p = opaque;
+
+	p->polls++;
+	return p->work > 0;
+}
+
+static void test_poll_ready(void *opaque)
+{
+	struct poll_state *p = opaque;
+
+	p->work--;
+	p->readies++;
+	p->ready_thread = pthread_self();
+}
+
+static void nothing(void *opaque)
+{
+	(void)opaque;
+}
+
+static void test_busy_polling(void **state)
+{
+	struct poll_state p = { 0 };
+	struct iothread *it;
+	struct event_loop *loop;
+	uint64_t deadline;
+	int polls;
+
+	(void)state;
+	assert_int_equal(iothread_new("poller", &it), 0);
+	loop = iothread_loop(it);
+	assert_int_equal(event_loop_poll_ns(loop), IOTHREAD_POLL_NS);
+	assert_int_equal(event_loop_set_poll(loop, test_poll, NULL, &p), -EINVAL);
+	assert_int_equal(event_loop_set_poll(loop, test_poll, test_poll_ready, &p), 0);
+	/* Nothing wakes the loop: it must find the work by polling on its
+	 * next pass, so make it pass (a deferred call wakes it once). */
+	p.work = 3;
+	event_loop_call(loop, nothing, NULL);
+	deadline = clock_ns() + 10000000000ull;
+	while (p.readies < 3 && clock_ns() < deadline)
+		usleep(100);
+	assert_int_equal(p.readies, 3);
+	assert_false(pthread_equal(p.ready_thread, pthread_self()));  /* the iothread's */
+	/* Removed: never called again. */
+	assert_int_equal(event_loop_set_poll(loop, NULL, NULL, &p), 0);
+	polls = p.polls;
+	p.work = 1;
+	event_loop_call_sync(loop, nothing, NULL);
+	assert_int_equal(p.polls, polls);
+	assert_int_equal(p.readies, 3);
+	iothread_free(it);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -809,6 +873,7 @@ int main(void)
 		cmocka_unit_test(test_timer_from_other_thread),
 		cmocka_unit_test(test_stop_from_other_thread),
 		cmocka_unit_test(test_iothread_lifecycle),
+		cmocka_unit_test(test_busy_polling),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

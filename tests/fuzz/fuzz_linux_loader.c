@@ -1,0 +1,116 @@
+/*
+ * libFuzzer target: arbitrary bytes as a bzImage, with a command line and an
+ * initrd size taken from the input too.  The loader must never crash, never
+ * write outside guest RAM (canary pages frame a small RAM), leave RAM
+ * untouched when it rejects a file, and on success describe a kernel and an
+ * initrd that lie inside RAM and do not overlap.  The PVH start-info writer
+ * gets the same initrd size.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "kickvm/guest_abi.h"
+#include "kickvm/guest_mem.h"
+#include "kickvm/linux_boot.h"
+
+/* 3 MiB: room for a small kernel at 1-2 MiB and an initrd above it; small
+ * enough to compare whole after every rejected file. */
+#define FUZZ_RAM (3ull << 20)
+#define HEAD 8  /* input bytes that configure the run */
+
+static struct guest_mem gm;
+static uint8_t *canary_lo, *canary_hi;
+static uint8_t *snapshot;
+
+static void init(void)
+{
+	uint8_t *p = mmap(NULL, FUZZ_RAM + 2 * 4096, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p == MAP_FAILED)
+		abort();
+	canary_lo = p;
+	canary_hi = p + 4096 + FUZZ_RAM;
+	memset(canary_lo, 0xcc, 4096);
+	memset(canary_hi, 0xcc, 4096);
+	gm.memfd = -1;
+	gm.total = FUZZ_RAM;
+	gm.nr_banks = 1;
+	gm.banks[0] = (struct guest_mem_bank){ .gpa = 0, .size = FUZZ_RAM, .hva = p + 4096 };
+	snapshot = malloc(FUZZ_RAM);
+	if (!snapshot)
+		abort();
+}
+
+static void check_canaries(void)
+{
+	for (int i = 0; i < 4096; i++)
+		if (canary_lo[i] != 0xcc || canary_hi[i] != 0xcc)
+			abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct e820_entry e820[LINUX_E820_MAX];
+	struct linux_boot_config cfg = { 0 };
+	struct linux_boot_info info;
+	char cmdline[300];
+	const char *why = NULL;
+	uint64_t initrd_addr, kernel_end;
+	int n, ret;
+
+	if (!gm.nr_banks)
+		init();
+	if (size < HEAD)
+		return 0;
+	/* Head: initrd size (24 bits, in 16-byte units), command line length. */
+	cfg.initrd_size = ((uint64_t)data[0] | (uint64_t)data[1] << 8 | (uint64_t)data[2] << 16) << 4;
+	memset(cmdline, 'x', sizeof(cmdline));
+	cmdline[data[3] % sizeof(cmdline)] = '\0';
+	cfg.cmdline = data[4] & 1 ? cmdline : NULL;
+	cfg.rsdp_addr = 0xe0000;
+	n = linux_build_e820(&gm, e820, data[5] % 8);  /* a too-small table too */
+	if (n < 0 && n != -ENOSPC)
+		abort();
+	n = linux_build_e820(&gm, e820, LINUX_E820_MAX);
+	if (n < 3)
+		abort();
+	cfg.e820 = e820;
+	cfg.nr_e820 = (unsigned)n;
+	kernel_end = KICKVM_GUEST_LOAD_MIN + ((uint64_t)data[6] << 12);
+	data += HEAD;
+	size -= HEAD;
+
+	memcpy(snapshot, gm.banks[0].hva, FUZZ_RAM);
+	(void)linux_is_bzimage(data, size);
+	ret = linux_load_bzimage(&gm, data, size, &cfg, &info, &why);
+	if (ret) {
+		if (!why || (ret != -ENOEXEC && ret != -ENOMEM && ret != -E2BIG))
+			abort();
+		/* A rejected file leaves RAM as it was. */
+		if (memcmp(snapshot, gm.banks[0].hva, FUZZ_RAM) != 0)
+			abort();
+	} else {
+		if (info.load_addr < KICKVM_GUEST_LOAD_MIN || info.load_end > FUZZ_RAM ||
+		    info.entry64 != info.load_addr + 0x200 || info.load_end <= info.load_addr)
+			abort();
+		if (cfg.initrd_size && (info.initrd_addr < info.load_end ||
+					info.initrd_addr + cfg.initrd_size > FUZZ_RAM))
+			abort();
+	}
+	check_canaries();
+
+	ret = linux_setup_pvh(&gm, &cfg, kernel_end, &initrd_addr, &why);
+	if (ret && (ret != -ENOMEM || !why))
+		abort();
+	if (!ret && cfg.initrd_size &&
+	    (initrd_addr < kernel_end || initrd_addr + cfg.initrd_size > FUZZ_RAM))
+		abort();
+	check_canaries();
+	return 0;
+}
