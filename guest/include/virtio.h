@@ -115,6 +115,10 @@ bool virtq_has_used(const struct virtq *vq);
 void virtq_wait(struct virtq *vq);
 /* Interrupts counted on this queue's vector. */
 uint64_t virtq_interrupts(const struct virtq *vq);
+/* With interrupts: wait until the count passes @before (the count taken
+ * before a lone request went out), so that a synchronous request also
+ * consumes its own interrupt and none is left in flight for the next. */
+void virtq_wait_irq_after(struct virtq *vq, uint64_t before);
 
 #define VIRTQ_TIMEOUT_CYCLES 30000000000ull   /* ~10 s at 3 GHz */
 

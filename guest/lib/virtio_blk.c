@@ -202,6 +202,8 @@ void vblk_release(struct vblk *b, struct vblk_req *r)
 
 static uint8_t finish(struct vblk *b, struct vblk_req *r)
 {
+	struct virtq *vq = &b->vd.vq[0];
+	uint64_t irqs = virtq_interrupts(vq);
 	struct vblk_req *done;
 	uint8_t status;
 
@@ -211,6 +213,7 @@ static uint8_t finish(struct vblk *b, struct vblk_req *r)
 	done = vblk_wait(b);
 	if (done != r)
 		GUEST_FAIL("virtio-blk: a request completed that was not in flight");
+	virtq_wait_irq_after(vq, irqs);
 	status = r->status;
 	vblk_release(b, r);
 	return status;

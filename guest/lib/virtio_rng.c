@@ -17,6 +17,7 @@ uint32_t vrng_read(struct vrng *r, void *buf, uint32_t len)
 {
 	struct virtq *vq = &r->vd.vq[0];
 	struct virtq_buf b = { buf, len, true };
+	uint64_t irqs = virtq_interrupts(vq);
 	uint32_t got = 0;
 
 	if (virtq_add(vq, &b, 1, buf) < 0)
@@ -24,6 +25,7 @@ uint32_t vrng_read(struct vrng *r, void *buf, uint32_t len)
 	virtq_kick(vq);
 	while (!virtq_get_used(vq, &got))
 		virtq_wait(vq);
+	virtq_wait_irq_after(vq, irqs);
 	if (got > len)
 		GUEST_FAIL("virtio-rng: device wrote %u bytes into a %u-byte buffer", got, len);
 	r->requests++;

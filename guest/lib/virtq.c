@@ -195,3 +195,18 @@ uint64_t virtq_interrupts(const struct virtq *vq)
 {
 	return vq->irq_vector ? irq_count(vq->irq_vector) : 0;
 }
+
+void virtq_wait_irq_after(struct virtq *vq, uint64_t before)
+{
+	uint64_t start = rdtsc();
+
+	if (!vq->irq_vector)
+		return;
+	while (irq_count(vq->irq_vector) <= before) {
+		cpu_relax();
+		if (rdtsc() - start > VIRTQ_TIMEOUT_CYCLES)
+			GUEST_FAIL("virtq %u: the request's interrupt never came (vector 0x%x)",
+				   vq->index, vq->irq_vector);
+	}
+	vq->irq_seen = irq_count(vq->irq_vector);
+}

@@ -2,14 +2,22 @@
  * kickvm-virtio.elf: drives virtio-pci devices from a guest, on kickvm or
  * QEMU (microvm, pcie=on).  The command line says what to do:
  *
- *   mode=test  [irq=0|1] [disk=N] [serial=ID] [rng=0]          functional tests
+ *   mode=test  [irq=0|1] [disk=N] [serial=ID]        functional tests (+ rng if present)
  *   mode=bench op=randread|randwrite qd=N reqs=N [tsc_khz=K] [irq=0|1] [disk=N]
  *   common:    [ecam=ADDR] [qsize=N] [indirect=0|1] [event_idx=0] [quiet=1]
+ *
+ * Both end with UCALL_REPORTs (printed as "REPORT name=value" too):
+ * blk.requests, blk.notifies (doorbell writes made), blk.kicks,
+ * blk.completions, blk.interrupts, blk.config_interrupts, blk.errors,
+ * blk.resets; test adds rng.requests, rng.bytes, rng.notifies,
+ * rng.interrupts; bench adds bench.reqs, bench.tsc_cycles, bench.req_per_s
+ * and prints one RESULT line.
  *
  * Unknown words are ignored (e.g. `ioeventfd-agnostic`: nothing here
  * depends on how the host serves a doorbell).  Numbers are decimal or 0x
  * hex.  Everything after set-up runs at CPL3; CPL0 only enables the x2APIC
- * and interrupts when irq=1, and reads the kvmclock scale for tsc_khz.
+ * and interrupts when irq=1, routes the vectors, and (without tsc_khz=)
+ * reads the hypervisor CPUID leaves and the kvmclock scale.
  */
 #include "virtio_guest.h"
 

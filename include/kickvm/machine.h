@@ -31,6 +31,7 @@ struct uart8250;
 struct sysdev;
 struct testdev;
 struct power;
+struct rtc_cmos;
 struct pci_bus;
 struct virtio_dev;
 struct virtio_pci;
@@ -65,6 +66,7 @@ struct machine {
 	struct sysdev *sysdev;
 	struct testdev *testdev;
 	struct power *power;          /* ACPI sleep/reset registers, i8042 reset */
+	struct rtc_cmos *rtc;         /* the CMOS clock Linux reads at boot */
 	struct pci_bus *pci;
 	struct machine_device {
 		char id[32];              /* "virtio-blk0" */

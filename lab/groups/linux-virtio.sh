@@ -1,3 +1,4 @@
+# lab-skip: not written yet (issue 4, point 3: the hook is lab/groups/linux-virtio.sh)
 # linux-virtio (issue 4, point 3): Debian's kernel under kickvm drives
 # kickvm's virtio-blk and virtio-rng with its own drivers, with ioeventfd on
 # and off.  The pieces are ready: lab/guest-init runs /tests/$NAME.sh when the

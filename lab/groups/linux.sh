@@ -2,29 +2,31 @@
 # tiny busybox initramfs (lab/guest-init): once as a bzImage (64-bit boot
 # protocol), once as the vmlinux inside it (PVH).  The guest prints
 # "KICKVM-GUEST: PASS ..." and powers off through ACPI S5: kickvm must exit 0.
+# A third boot reboots instead (ACPI reset register): kickvm must exit 3.
 K=/kickvm/bin/kickvm
 N=/lab/nested
 CMDLINE="console=ttyS0 panic=-1 kickvm.boot"
 status=0
 
-boot() {  # boot LABEL KERNEL
+boot() {  # boot LABEL KERNEL [EXPECTED_STATUS [EXTRA_CMDLINE]]
 	echo "linux: === $1: kickvm run --kernel $2 ==="
 	start=$(date +%s)
 	{ timeout 300 $K run -m 512M -c 2 --stats --kernel "$2" --initrd $N/initrd.cpio.gz \
-		-a "$CMDLINE=$1"; echo "kickvm-exit=$?" > /tmp/rc.$1; } 2>&1 | tee /tmp/$1.log
+		-a "$CMDLINE=$1 $4"; echo "kickvm-exit=$?" > /tmp/rc.$1; } 2>&1 | tee /tmp/$1.log
 	rc=$(sed -n 's/kickvm-exit=//p' /tmp/rc.$1)
 	secs=$(( $(date +%s) - start ))
-	if [ "$rc" != 0 ]; then
-		echo "linux: FAIL: $1: kickvm exited $rc after ${secs}s"
+	if [ "$rc" != "${3:-0}" ]; then
+		echo "linux: FAIL: $1: kickvm exited $rc after ${secs}s, expected ${3:-0}"
 		status=1
 	elif ! grep -q "KICKVM-GUEST: PASS" /tmp/$1.log; then
-		echo "linux: FAIL: $1: kickvm exited 0 but the guest's marker is missing"
+		echo "linux: FAIL: $1: kickvm exited $rc but the guest's marker is missing"
 		status=1
 	else
-		echo "linux: ok: $1 booted to init and powered off in ${secs}s"
+		echo "linux: ok: $1 booted to init and ended with status $rc in ${secs}s"
 	fi
 }
 
 boot bzimage $N/vmlinuz
 boot pvh $N/vmlinux
+boot reboot $N/vmlinuz 3 kickvm.end=reboot
 exit $status

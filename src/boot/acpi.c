@@ -205,12 +205,27 @@ static void res_dword_mem(struct aml *a, uint32_t min, uint32_t max)
 	aml_bytes(a, d, sizeof(d));
 }
 
+/* Name (_CRS, ResourceTemplate () { @res... }): the template is a buffer. */
+static void aml_crs(struct aml *a, const struct aml *res)
+{
+	struct aml buf = { .len = 0 };
+
+	aml_int(&buf, (uint32_t)res->len + 2);                 /* buffer size */
+	aml_bytes(&buf, res->b, res->len);
+	aml_byte(&buf, 0x79);                                  /* end tag */
+	aml_byte(&buf, 0x00);
+	if (res->err)
+		buf.err = res->err;
+	aml_name(a, "_CRS");
+	aml_block(a, (const uint8_t[]){ 0x11 }, 1, &buf);      /* BufferOp */
+}
+
 /* The host bridge's resources: Linux only scans the buses and places BARs in
  * the windows a PNP0A08 device declares. */
 static void pci_crs(struct aml *a)
 {
 	static const uint8_t cf8_ports[] = { 0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08 };
-	struct aml res = { .len = 0 }, buf = { .len = 0 };
+	struct aml res = { .len = 0 };
 
 	res_word(&res, 2, 0, 0, 0xff);                         /* buses 0-255 */
 	aml_bytes(&res, cf8_ports, sizeof(cf8_ports));         /* 0xcf8-0xcff */
@@ -218,21 +233,39 @@ static void pci_crs(struct aml *a)
 	res_word(&res, 1, 3, 0x0d00, 0xffff);                  /* above them */
 	res_dword_mem(&res, (uint32_t)PCI_MMIO_WINDOW,
 		      (uint32_t)(PCI_MMIO_WINDOW + PCI_MMIO_WINDOW_SIZE - 1));
-	aml_byte(&res, 0x79);                                  /* end tag */
-	aml_byte(&res, 0x00);
+	aml_crs(a, &res);
+}
 
-	aml_int(&buf, (uint32_t)res.len);                      /* buffer size */
-	aml_bytes(&buf, res.b, res.len);
-	if (res.err)
-		buf.err = res.err;
-	aml_name(a, "_CRS");
-	aml_block(a, (const uint8_t[]){ 0x11 }, 1, &buf);      /* BufferOp */
+/*
+ * COM1.  Why it must be here: with a hardware-reduced FADT Linux has no
+ * legacy PIC and maps no ISA IRQ by itself, so the 8250 driver's built-in
+ * "ttyS0 on IRQ 4" cannot get its interrupt, the port fails to start, and
+ * every write to the console tty fails (the kernel's own printk still works:
+ * it polls).  Declared here, the port's IRQ 4 is registered as GSI 4.
+ */
+static void com1_device(struct aml *a)
+{
+	static const uint8_t com1[] = {
+		0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08,  /* I/O 0x3f8-0x3ff */
+		0x22, 0x10, 0x00,                                /* IRQNoFlags {4} */
+	};
+	struct aml res = { .len = 0 }, body = { .len = 0 };
+
+	aml_bytes(&res, com1, sizeof(com1));
+	aml_bytes(&body, "COM1", 4);
+	aml_name(&body, "_HID");
+	aml_eisaid(&body, "PNP0501");
+	aml_name(&body, "_UID");
+	aml_int(&body, 1);
+	aml_crs(&body, &res);
+	aml_block(a, (const uint8_t[]){ 0x5b, 0x82 }, 2, &body);   /* DeviceOp */
 }
 
 /*
  * DefinitionBlock: Name (_S5, Package () { S5, 0 })
  *                  Scope (\_SB) { Device (PCI0) { _HID PNP0A08, _CID PNP0A03,
- *                                 _SEG 0, _UID 0, _BBN 0, _CRS } }
+ *                                                  _SEG 0, _UID 0, _BBN 0, _CRS }
+ *                                 Device (COM1) { _HID PNP0501, _UID 1, _CRS } }
  */
 static int build_dsdt_aml(struct aml *out, uint8_t s5)
 {
@@ -264,6 +297,7 @@ static int build_dsdt_aml(struct aml *out, uint8_t s5)
 		body.err = dev.err;
 		aml_block(&sb, (const uint8_t[]){ 0x5b, 0x82 }, 2, &body);  /* DeviceOp */
 	}
+	com1_device(&sb);
 	{
 		struct aml body = { .len = 0 };
 

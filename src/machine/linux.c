@@ -5,10 +5,10 @@
  * in-kernel PIT.
  *
  * Why a PIT: kickvm's CPUID does not say "KVM" (vcpu.c), so Linux has no
- * kvmclock and no TSC-deadline timer to lean on; it calibrates the TSC and the
- * LAPIC timer against the 8254, and checks that IRQ 0 ticks through the
- * IOAPIC.  KVM's PIT does all that inside the kernel; "speaker dummy" makes
- * KVM also answer port 0x61, whose gate bit the TSC calibration uses.
+ * kvmclock to read the TSC rate from; it measures the TSC against the 8254
+ * (channel 2, gated through port 0x61).  KVM's PIT answers both inside the
+ * kernel ("speaker dummy" adds port 0x61).  With a hardware-reduced FADT
+ * Linux never uses the PIT as its timer, so IRQ 0 does not matter.
  *
  * Why tsc_early_khz= on the command line: calibrating against the PIT needs
  * the guest to read it quickly and often, which fails where exits are slow

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "hw/power.h"
+#include "hw/rtc_cmos.h"
 #include "hw/sysdev.h"
 #include "hw/testdev.h"
 #include "hw/uart8250.h"
@@ -135,6 +136,8 @@ int machine_create(const struct machine_config *cfg, struct machine **out, const
 		ret = testdev_create(m, m->main_loop, &m->testdev);
 	if (!ret)
 		ret = power_create(m, &m->power);
+	if (!ret)
+		ret = rtc_cmos_create(m, &m->rtc);
 	if (!ret) {
 		struct pci_host_config pcfg = {
 			.system_root = m->system_root, .io_root = m->io_root, .kvm = m->kvm,
@@ -230,6 +233,7 @@ void machine_destroy(struct machine *m)
 	machine_remove_devices(m);
 	if (m->pci)
 		pci_bus_destroy(m->pci);
+	rtc_cmos_destroy(m->rtc);
 	power_destroy(m->power);
 	testdev_destroy(m->testdev);
 	sysdev_destroy(m->sysdev);

@@ -305,8 +305,10 @@ static int print_region(const struct vfio_dev *d, uint32_t index, FILE *out)
 			int err = -errno;
 
 			free(info);
-			fprintf(out, "  %-7s (VFIO_DEVICE_GET_REGION_INFO: %s)\n",
-				region_name(d, index, buf, sizeof(buf)), strerror(-err));
+			/* vfio-pci answers EINVAL for a region the device lacks
+			 * (VGA on a device that is not a VGA controller). */
+			fprintf(out, "  %-7s %s\n", region_name(d, index, buf, sizeof(buf)),
+				err == -EINVAL ? "(absent)" : strerror(-err));
 			return 0;
 		}
 		/* The capabilities did not fit: the kernel says how much they need. */
@@ -338,8 +340,9 @@ static void print_irq(const struct vfio_dev *d, uint32_t index, FILE *out)
 	char buf[32];
 
 	if (ioctl(d->device_fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) < 0) {
-		fprintf(out, "  %-7s (VFIO_DEVICE_GET_IRQ_INFO: %s)\n",
-			irq_name(d, index, buf, sizeof(buf)), strerror(errno));
+		/* EINVAL: an IRQ type the device lacks (ERR without AER). */
+		fprintf(out, "  %-7s %s\n", irq_name(d, index, buf, sizeof(buf)),
+			errno == EINVAL ? "(absent)" : strerror(errno));
 		return;
 	}
 	fprintf(out, "  %-7s count %u%s%s%s%s\n", irq_name(d, index, buf, sizeof(buf)), irq.count,
