@@ -12,7 +12,7 @@ boot() {  # boot LABEL KERNEL [EXPECTED_STATUS [EXTRA_CMDLINE]]
 	echo "linux: === $1: kickvm run --kernel $2 ==="
 	start=$(date +%s)
 	{ timeout 300 $K run -m 512M -c 2 --stats --kernel "$2" --initrd $N/initrd.cpio.gz \
-		-a "$CMDLINE=$1 $4"; echo "kickvm-exit=$?" > /tmp/rc.$1; } 2>&1 | tee /tmp/$1.log
+		-a "$CMDLINE=$1${4:+ $4}"; echo "kickvm-exit=$?" > /tmp/rc.$1; } 2>&1 | tee /tmp/$1.log
 	rc=$(sed -n 's/kickvm-exit=//p' /tmp/rc.$1)
 	secs=$(( $(date +%s) - start ))
 	if [ "$rc" != "${3:-0}" ]; then

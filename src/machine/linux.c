@@ -114,6 +114,27 @@ static int create_pit(struct machine *m)
 	return 0;
 }
 
+/*
+ * The reset vector (F000:FFF0, physical 0xffff0, in the reserved BIOS area).
+ * Why: Linux on a hardware-reduced ACPI machine takes it for an EFI machine
+ * and reboots through EFI, which is absent, then through the BIOS: real
+ * mode, a far jump to the reset vector.  There is no BIOS here; these bytes
+ * do what a reset there would mean, write the ACPI reset register, so that
+ * reboot ends kickvm with MACHINE_EXIT_REBOOT like the other reset paths.
+ */
+static int write_reset_vector(struct machine *m)
+{
+	const uint8_t stub[] = {
+		0xb0, POWER_RESET_VALUE,                      /* mov al, value */
+		0xba, POWER_RESET_PORT & 0xff, POWER_RESET_PORT >> 8, /* mov dx, port */
+		0xee,                                         /* out dx, al */
+		0xf4,                                         /* hlt */
+		0xeb, 0xfd,                                   /* jmp hlt */
+	};
+
+	return guest_mem_write(&m->mem, 0xffff0, stub, sizeof(stub));
+}
+
 /* The vmlinux path: segments by the ELF loader, entry through PVH. */
 static int load_vmlinux(struct machine *m, const uint8_t *buf, size_t len,
 			const struct linux_boot_config *cfg, uint64_t *initrd_addr,
@@ -221,6 +242,11 @@ int machine_load_linux(struct machine *m, const char *kernel, const char *initrd
 	ret = create_pit(m);
 	if (ret) {
 		*why = "KVM_CREATE_PIT2 failed";
+		goto out;
+	}
+	ret = write_reset_vector(m);
+	if (ret) {
+		*why = "cannot write the reset vector";
 		goto out;
 	}
 	/* GDT, identity page tables (0-4 GiB), command line at 0x9000. */
