@@ -27,6 +27,7 @@ command -v qemu-system-x86_64 >/dev/null || { echo "compare-qemu: no qemu-system
 img=$(mktemp "${TMPDIR:-/tmp}/kickvm-cmp-XXXXXX")
 trap 'rm -f "$img"' EXIT
 head -c $((64 << 20)) /dev/urandom >"$img"
+sync "$img"  # no writeback of a fresh image during the runs
 tsc_khz=$("$kickvm" info | awk '$1 == "tsc_khz" { print $2 }')
 
 qd_args=()

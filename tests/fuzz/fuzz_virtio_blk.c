@@ -39,7 +39,7 @@
 #include "kickvm/log.h"
 #include "kickvm/virtio_devices.h"
 
-#define RAM_SIZE   (1ull << 20)
+#define RAM_SIZE   (256ull << 10)    /* small: cleared and protected on every run */
 #define IMG_SIZE   (1u << 20)
 #define PAGE       4096ull
 #define QSZ        16
