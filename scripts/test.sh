@@ -28,7 +28,7 @@ case "${1:-}" in
 	CC=clang scripts/setup.sh build-fuzz -Dfuzz=true -Dtests=false
 	status=0
 	for f in build-fuzz/tests/fuzz/fuzz_*; do
-		[ -x "$f" ] || continue
+		[ -f "$f" ] && [ -x "$f" ] || continue
 		name=$(basename "$f")
 		corpus=build-fuzz/corpus/$name
 		mkdir -p "$corpus"
