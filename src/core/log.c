@@ -7,6 +7,7 @@
 #include "kickvm/log.h"
 
 static enum log_level current_level = LOG_WARN;
+static bool quiet;
 static _Atomic unsigned long counts[LOG_DEBUG + 1];
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -16,6 +17,7 @@ static const char *const level_names[] = {
 };
 
 void log_set_level(enum log_level level) { current_level = level; }
+void log_set_quiet(bool on) { quiet = on; }
 enum log_level log_get_level(void) { return current_level; }
 
 unsigned long log_count(enum log_level level)
@@ -30,7 +32,7 @@ void log_msg(enum log_level level, const char *who, const char *fmt, ...)
 	if (level > LOG_DEBUG)
 		level = LOG_DEBUG;
 	counts[level]++;
-	if (level > current_level)
+	if (quiet || level > current_level)
 		return;
 	/* One lock so that lines from vCPU threads and iothreads never mix. */
 	pthread_mutex_lock(&log_lock);
