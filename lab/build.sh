@@ -131,6 +131,9 @@ for m in virtio_pci virtio_blk virtio_rng; do
 	add_module "$m" "$groot/lib/modules" "$groot/lib/modules/order"
 done
 install -m 755 "$lab_src/guest-init" "$groot/init"
+# The nested guest's tests: kickvm.test=NAME runs /tests/NAME.sh.
+mkdir -p "$groot/tests"
+install -m 755 "$lab_src"/guest-tests/*.sh "$groot/tests/"
 mkcpio "$groot" "$out/guest.cpio.gz"
 
 # ---- the lab's initramfs -------------------------------------------------------------

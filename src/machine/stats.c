@@ -43,9 +43,16 @@ static void print_virtio_device(struct machine_device *md, FILE *out)
 		PRIu64 "%s\n", md->id, vdev->ops->name, event_loop_name(md->loop),
 		virtio_pci_notifiers_active(md->vp) ? "active" : "inactive",
 		virtio_pci_trapped_notifies(md->vp), vdev->broken ? ", NEEDS_RESET" : "");
-	for (unsigned q = 0; q < vdev->ops->nr_queues; q++)
-		fprintf(out, "  queue %u: notifies handled %" PRIu64 ", interrupts %" PRIu64 "\n", q,
-			(uint64_t)vdev->queues[q].notifies, (uint64_t)vdev->queues[q].interrupts);
+	for (unsigned q = 0; q < vdev->ops->nr_queues; q++) {
+		struct virtio_pci_doorbells db;
+
+		virtio_pci_doorbells(md->vp, q, &db);
+		fprintf(out, "  queue %u: notifies handled %" PRIu64 ", interrupts %" PRIu64
+			", doorbells %" PRIu64 " (kvm %" PRIu64 ", userspace fallback %" PRIu64
+			", trapped %" PRIu64 ")\n", q, (uint64_t)vdev->queues[q].notifies,
+			(uint64_t)vdev->queues[q].interrupts, db.doorbells, db.kvm, db.fallback,
+			db.trapped);
+	}
 	if (vdev->ops->device_id == VIRTIO_ID_BLOCK) {
 		struct virtio_blk_stats st;
 

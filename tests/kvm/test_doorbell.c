@@ -337,7 +337,14 @@ static void len0_any_size(enum ioeventfd_mode mode, uint64_t expect_exits)
 static void test_len0_kvm(void **state) { (void)state; len0_any_size(IOEVENTFD_AUTO, 0); }
 static void test_len0_fallback(void **state) { (void)state; len0_any_size(IOEVENTFD_OFF, 20); }
 
-/* Coalesced MMIO: writes are batched in the ring and replayed in order. */
+/* Coalesced MMIO: writes are batched in the ring and replayed in order.
+ *
+ * 80 writes, not more: the ring has 170 slots (169 usable), but KVMs without
+ * the 2024 fix of coalesced_mmio_has_room() compute the free space as
+ * (first - last - 1) % 170 in u32, which wraps while first <= last and
+ * reports the ring full once 85 entries are pending: the 86th write after a
+ * drain exits to userspace (seen in the lab, Debian's 6.1: lab/run.sh
+ * suites; not on the PVM-based KVM).  Up to 85 take no exit on either. */
 static void test_coalesced(void **state)
 {
 	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
@@ -348,13 +355,13 @@ static void test_coalesced(void **state)
 		machine_destroy(m);
 		skip();
 	}
-	vm_load_script(m, "ncpus=1; cpl3; sync 1; w4 0x%llx 1 100; sync 2; exit 0",
+	vm_load_script(m, "ncpus=1; cpl3; sync 1; w4 0x%llx 1 80; sync 2; exit 0",
 		       KICKVM_TESTDEV_COALESCED);
 	vm_run_to_sync(m, 0, 1, NULL);
 	vm_run_to_sync(m, 0, 2, &exits);
-	assert_int_equal(exits, 0);    /* 100 fit in the ring */
-	assert_int_equal(testdev_coalesced_writes(m->testdev), 100);
-	assert_int_equal(m->vcpus[0]->stats.coalesced, 100);
+	assert_int_equal(exits, 0);    /* 80 fit in the ring, old KVMs too */
+	assert_int_equal(testdev_coalesced_writes(m->testdev), 80);
+	assert_int_equal(m->vcpus[0]->stats.coalesced, 80);
 	vm_expect_exit(m, 0, 0);
 	machine_destroy(m);
 }
