@@ -141,6 +141,10 @@ int vcpu_run_once(struct vcpu *v);
 /* Make a KVM_RUN in progress (or the next one) return -EINTR soon: sets
  * immediate_exit and signals the vCPU's thread (SIGUSR1). Any thread. */
 void vcpu_kick(struct vcpu *v);
+/* Join the vCPU's thread (has_thread), kicking it again every 10 ms until it
+ * has gone: a kick can land between the thread's check of its stop flag and
+ * its next KVM_RUN, and a vCPU halted in the kernel would then sleep on. */
+void vcpu_join(struct vcpu *v);
 /* Install the no-op SIGUSR1 handler vcpu_kick() relies on (once per process). */
 void vcpu_signals_init(void);
 /* The guest TSC frequency in kHz (KVM_GET_TSC_KHZ), or a negative errno.

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "kickvm/guest_abi.h"
@@ -352,6 +353,24 @@ static void dump_exit(struct vcpu *v, FILE *out)
 		fprintf(out, "  pio %s port 0x%x size %u count %u\n",
 			run->io.direction == KVM_EXIT_IO_OUT ? "out" : "in",
 			run->io.port, run->io.size, run->io.count);
+	}
+}
+
+void vcpu_join(struct vcpu *v)
+{
+	while (v->has_thread) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 10 * 1000 * 1000;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		if (pthread_timedjoin_np(v->thread, NULL, &ts) == 0)
+			v->has_thread = false;
+		else
+			vcpu_kick(v);
 	}
 }
 

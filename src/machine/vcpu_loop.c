@@ -206,14 +206,8 @@ int machine_run(struct machine *m)
 	}
 	if (ret == 0)
 		event_loop_run(m->main_loop);
-	for (int i = 0; i < m->nr_vcpus; i++) {
-		struct vcpu *v = m->vcpus[i];
-
-		if (v->has_thread) {
-			pthread_join(v->thread, NULL);
-			v->has_thread = false;
-		}
-	}
+	for (int i = 0; i < m->nr_vcpus; i++)
+		vcpu_join(m->vcpus[i]);
 	if (ret < 0)
 		return ret;
 	return m->guest_failed && m->exit_status == 0 ? 1 : m->exit_status;

@@ -275,10 +275,8 @@ static void test_two_vcpus(void **state)
 		assert_int_equal(pthread_create(&m->vcpus[i]->thread, NULL, cpu_thread, &r[i]), 0);
 		m->vcpus[i]->has_thread = true;
 	}
-	for (int i = 0; i < 2; i++) {
-		pthread_join(m->vcpus[i]->thread, NULL);
-		m->vcpus[i]->has_thread = false;
-	}
+	for (int i = 0; i < 2; i++)
+		vcpu_join(m->vcpus[i]);
 	for (int i = 0; i < 2; i++) {
 		assert_int_equal(r[i].ret, MACHINE_STOPPED);
 		assert_int_equal(r[i].stage1, 1);
