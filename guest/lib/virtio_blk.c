@@ -210,10 +210,13 @@ static uint8_t finish(struct vblk *b, struct vblk_req *r)
 	if (!r)
 		GUEST_FAIL("virtio-blk: no free request slot for a synchronous request");
 	vblk_kick(b);
+	/* The interrupt before the harvest: harvesting moves used_event past
+	 * the entry, and a device that looks at used_event after that (a
+	 * polling device can be that quick) rightly sends none (§2.7.10). */
+	virtq_wait_irq_after(vq, irqs);
 	done = vblk_wait(b);
 	if (done != r)
 		GUEST_FAIL("virtio-blk: a request completed that was not in flight");
-	virtq_wait_irq_after(vq, irqs);
 	status = r->status;
 	vblk_release(b, r);
 	return status;

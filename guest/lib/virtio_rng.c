@@ -23,9 +23,10 @@ uint32_t vrng_read(struct vrng *r, void *buf, uint32_t len)
 	if (virtq_add(vq, &b, 1, buf) < 0)
 		GUEST_FAIL("virtio-rng: ring full");
 	virtq_kick(vq);
+	/* Interrupt first, then harvest: see vblk's finish(). */
+	virtq_wait_irq_after(vq, irqs);
 	while (!virtq_get_used(vq, &got))
 		virtq_wait(vq);
-	virtq_wait_irq_after(vq, irqs);
 	if (got > len)
 		GUEST_FAIL("virtio-rng: device wrote %u bytes into a %u-byte buffer", got, len);
 	r->requests++;

