@@ -29,11 +29,33 @@ struct blk_req {
 	void *opaque;
 };
 
+/*
+ * aio=auto also does buffered (cache=writeback) reads and writes inline, on
+ * the submitting thread, when that cannot take long: a read whose data is in
+ * the page cache (preadv2 RWF_NOWAIT), a write the file takes without
+ * blocking (pwritev2 RWF_NOWAIT), or, on a file system that refuses
+ * RWF_NOWAIT for buffered writes (ext4), a plain write of up to
+ * BLK_INLINE_WRITE_MAX bytes: a copy into the page cache, a few
+ * microseconds, where handing it to an io_uring worker or a pool thread
+ * costs a thread wake-up (tens of microseconds on a nested host).  What
+ * would block (a read from disk, a large write) goes to the engine.  Such a
+ * write can still wait on dirty-page throttling, as Firecracker's sync
+ * engine does for all I/O; aio=io_uring or aio=threads never block the
+ * submitting thread.  Completions are delivered in the loop either way.
+ */
+#define BLK_INLINE_WRITE_MAX (128u << 10)
+
 struct blk_opts {
 	bool readonly;
 	bool direct;                   /* O_DIRECT (cache=none) */
 	enum blk_aio aio;
 	unsigned queue_depth;          /* in-flight requests; default 128 */
+};
+
+/* Where requests were served, since open. */
+struct blk_stats {
+	uint64_t inline_ios;           /* read or written on the submitting thread */
+	uint64_t engine_ios;           /* through io_uring or the thread pool */
 };
 
 int blk_open(const char *path, const struct blk_opts *opts, struct event_loop *loop,
@@ -43,6 +65,9 @@ void blk_close(struct blk_backend *b);
 uint64_t blk_size(const struct blk_backend *b);
 bool blk_readonly(const struct blk_backend *b);
 const char *blk_aio_name(const struct blk_backend *b);   /* "io_uring" / "threads" */
+/* Whether buffered reads and writes may be done inline (aio=auto, above). */
+bool blk_inline_io(const struct blk_backend *b);
+void blk_get_stats(const struct blk_backend *b, struct blk_stats *out);
 /* Queue @req; its done() runs later in the loop (never inside this call).
  * -EROFS for writes on a read-only backend, -EINVAL out of range. */
 int blk_submit(struct blk_backend *b, struct blk_req *req);

@@ -40,6 +40,9 @@ int virtio_blk_create(const struct guest_mem *mem, struct event_loop *loop,
 struct virtio_blk_stats {
 	uint64_t reads, writes, flushes, get_ids, discards, write_zeroes;
 	uint64_t unsupported, io_errors, bytes_read, bytes_written;
+	const char *aio;                /* the backend's engine */
+	bool inline_io;                 /* and buffered I/O inline where quick */
+	struct blk_stats backend;       /* where its reads and writes were served */
 };
 void virtio_blk_get_stats(struct virtio_dev *vdev, struct virtio_blk_stats *out);
 

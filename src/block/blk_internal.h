@@ -69,6 +69,10 @@ struct blk_backend {
 	bool closing;
 	_Atomic unsigned in_flight;    /* submitted, done() not yet called */
 	atomic_bool no_zero_range;     /* the file refused FALLOC_FL_ZERO_RANGE */
+	bool inline_io;                /* aio=auto, buffered: see block.h */
+	bool no_nowait_reads;          /* the file refused RWF_NOWAIT: b->lock */
+	bool no_nowait_writes;
+	_Atomic uint64_t inline_ios, engine_ios;
 
 	void *zero_buf;
 	struct iovec *zero_iov;        /* BLK_ZERO_IOVS views of zero_buf */

@@ -34,6 +34,9 @@ struct blk_run {
 struct blk_bench {
 	const char *image;
 	bool direct;
+	bool irq;                      /* the guest waits for interrupts, not polls */
+	enum blk_aio aio;
+	const char *aio_used;          /* what the backend reported */
 	uint64_t reqs;
 	int tsc_khz;
 	struct blk_run runs[MAX_RUNS];
@@ -79,11 +82,13 @@ static int run_one(struct blk_bench *b, struct blk_run *r)
 	vo.iothread = "io0";
 	vo.ioeventfd = r->ioeventfd;
 	bo.blk.direct = b->direct;
+	bo.blk.aio = b->aio;
 	ret = machine_add_virtio_blk(m, &bo, &vo, &md, &why);
 	if (ret < 0)
 		goto out;
-	snprintf(cmdline, sizeof(cmdline), "mode=bench op=%s qd=%u reqs=%" PRIu64 " tsc_khz=%d",
-		 r->op, r->qd, b->reqs, b->tsc_khz);
+	snprintf(cmdline, sizeof(cmdline),
+		 "mode=bench op=%s qd=%u reqs=%" PRIu64 " tsc_khz=%d irq=%d", r->op, r->qd,
+		 b->reqs, b->tsc_khz, b->irq);
 	ret = machine_load_guest(m, bundled_guest("kickvm-virtio.elf"), cmdline, &why);
 	if (ret < 0)
 		goto out;
@@ -104,6 +109,14 @@ static int run_one(struct blk_bench *b, struct blk_run *r)
 			r->irqs = device_interrupts(md) - i0;
 			r->reqs = b->reqs;
 		}
+	}
+	if (!b->aio_used) {
+		struct virtio_blk_stats st;
+
+		virtio_blk_get_stats(md->vdev, &st);
+		b->aio_used = st.inline_io ? (!strcmp(st.aio, "io_uring") ? "io_uring+inline"
+									 : "threads+inline")
+					   : st.aio;
 	}
 	if (ret >= 0 && (m->guest_failed || m->exit_status != 0 || stage != 2)) {
 		why = "the guest failed";
@@ -135,8 +148,9 @@ static const struct blk_run *find(const struct blk_bench *b, const char *op, uns
 static void report(const struct blk_bench *b, bool json)
 {
 	if (json) {
-		printf("{\"bench\":\"blk\",\"reqs\":%" PRIu64 ",\"cache\":\"%s\",\"runs\":[", b->reqs,
-		       b->direct ? "none" : "writeback");
+		printf("{\"bench\":\"blk\",\"reqs\":%" PRIu64 ",\"cache\":\"%s\",\"aio\":\"%s\","
+		       "\"guest\":\"%s\",\"runs\":[", b->reqs, b->direct ? "none" : "writeback",
+		       b->aio_used ? b->aio_used : "?", b->irq ? "interrupts" : "polled");
 		for (int i = 0; i < b->nr; i++) {
 			const struct blk_run *r = &b->runs[i];
 
@@ -148,8 +162,9 @@ static void report(const struct blk_bench *b, bool json)
 		printf("]}\n");
 		return;
 	}
-	printf("kickvm bench blk: 4 KiB random I/O, %" PRIu64 " requests per run, cache=%s\n",
-	       b->reqs, b->direct ? "none" : "writeback");
+	printf("kickvm bench blk: 4 KiB random I/O, %" PRIu64 " requests per run, cache=%s, "
+	       "aio=%s, guest %s\n", b->reqs, b->direct ? "none" : "writeback",
+	       b->aio_used ? b->aio_used : "?", b->irq ? "interrupt-driven" : "polled");
 	printf("%-10s %4s %10s %12s %12s %12s\n", "op", "qd", "ioeventfd", "req/s", "exits/req",
 	       "irqs/req");
 	for (int i = 0; i < b->nr; i++) {
@@ -206,6 +221,8 @@ int bench_blk(int argc, char **argv)
 		{ "reqs", required_argument, NULL, 'n' },
 		{ "file", required_argument, NULL, 'f' },
 		{ "cache", required_argument, NULL, 'c' },
+		{ "aio", required_argument, NULL, 'a' },
+		{ "irq", no_argument, NULL, 'i' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -222,7 +239,7 @@ int bench_blk(int argc, char **argv)
 	int c, ret = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "q:n:f:c:jh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "q:n:f:c:a:ijh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			if (parse_uint(optarg, 1, 128, &v) < 0)
@@ -246,12 +263,25 @@ int bench_blk(int argc, char **argv)
 				return usage_error("bench blk ", "--cache takes none or writeback");
 			b.direct = !strcmp(optarg, "none");
 			break;
+		case 'a':
+			if (!strcmp(optarg, "auto"))
+				b.aio = BLK_AIO_AUTO;
+			else if (!strcmp(optarg, "io_uring"))
+				b.aio = BLK_AIO_IO_URING;
+			else if (!strcmp(optarg, "threads"))
+				b.aio = BLK_AIO_THREADS;
+			else
+				return usage_error("bench blk ", "--aio takes auto, io_uring or threads");
+			break;
+		case 'i':
+			b.irq = true;
+			break;
 		case 'j':
 			json = true;
 			break;
 		case 'h':
 			printf("usage: kickvm bench blk [--qd N]... [--reqs N] [--file IMG] "
-			       "[--cache writeback|none] [--json]\n");
+			       "[--cache writeback|none] [--aio auto|io_uring|threads] [--irq] [--json]\n");
 			return 0;
 		default:
 			return usage_error("bench blk ", "bad option");

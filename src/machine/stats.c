@@ -62,6 +62,9 @@ static void print_virtio_device(struct machine_device *md, FILE *out)
 			", unsupported %" PRIu64 ", I/O errors %" PRIu64 "\n", st.reads, st.writes,
 			st.flushes, st.get_ids, st.discards, st.write_zeroes, st.unsupported,
 			st.io_errors);
+		fprintf(out, "  backend: aio=%s%s, served inline %" PRIu64 ", through %s %" PRIu64
+			"\n", st.aio, st.inline_io ? "+inline" : "", st.backend.inline_ios, st.aio,
+			st.backend.engine_ios);
 	} else if (vdev->ops->device_id == VIRTIO_ID_RNG) {
 		fprintf(out, "  random bytes: %" PRIu64 "\n", virtio_rng_bytes(vdev));
 	}

@@ -72,7 +72,7 @@ enum stat {
 	ST_READS, ST_WRITES, ST_FLUSHES, ST_GET_IDS, ST_DISCARDS, ST_WRITE_ZEROES,
 	ST_UNSUPPORTED, ST_IO_ERRORS, ST_BYTES_READ, ST_BYTES_WRITTEN, ST_COUNT
 };
-_Static_assert(sizeof(struct virtio_blk_stats) == ST_COUNT * sizeof(uint64_t) &&
+_Static_assert(offsetof(struct virtio_blk_stats, aio) == ST_COUNT * sizeof(uint64_t) &&
 	       offsetof(struct virtio_blk_stats, bytes_written) == ST_BYTES_WRITTEN * 8,
 	       "enum stat follows struct virtio_blk_stats");
 
@@ -508,11 +508,16 @@ void virtio_blk_get_stats(struct virtio_dev *vdev, struct virtio_blk_stats *out)
 {
 	uint64_t v[ST_COUNT] = { 0 };
 
+	memset(out, 0, sizeof(*out));
+	out->aio = "none";
 	if (is_blk(vdev) && vdev->opaque) {
 		struct virtio_blk *blk = vdev->opaque;
 
 		for (unsigned i = 0; i < ST_COUNT; i++)
 			v[i] = atomic_load(&blk->st[i]);
+		out->aio = blk_aio_name(blk->backend);
+		out->inline_io = blk_inline_io(blk->backend);
+		blk_get_stats(blk->backend, &out->backend);
 	}
 	memcpy(out, v, sizeof(v));
 }

@@ -45,12 +45,13 @@ check "two guests"            2 "one guest only"             -- "$kickvm" run "$
 check "missing guest"         2 "cannot read guest '/nonexistent.elf'" -- "$kickvm" run /nonexistent.elf
 check "bench unknown"         2 "unknown benchmark 'frob'"   -- "$kickvm" bench frob
 check "bench bad writes"      2 "bad --writes '0'"           -- "$kickvm" bench doorbell --writes 0
+check "bench blk bad aio"     2 "--aio takes auto, io_uring or threads" -- "$kickvm" bench blk --aio native
 check "help"                  0 "--ioeventfd MODE"           -- "$kickvm" run --help
 check "version"               0 "^kickvm [0-9]"              -- "$kickvm" --version
 
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "skip the KVM part: /dev/kvm is missing or not accessible"
-	skip=$((skip + 9))
+	skip=$((skip + 10))
 else
 	head -c 4096 /dev/urandom >"$tmp/random.bin"
 	printf '\177ELF\002\001\001' >"$tmp/truncated.elf"
@@ -69,6 +70,8 @@ else
 	check "info dumps"        0 "FlatView: AS \"memory\""    -- "$kickvm" run --info all "$demo"
 	check "bench json"        0 '^\{"bench":"doorbell","writes":50,"paths":\[\{"path":"trapped-pio","cpl":0' \
 		-- "$kickvm" bench doorbell --writes 50 --json
+	check "bench blk json"    0 '^\{"bench":"blk","reqs":200,"cache":"writeback","aio":"(io_uring|threads)\+inline","guest":"polled","runs":\[\{"op":"randread","qd":1,"ioeventfd":"on"' \
+		-- "$kickvm" bench blk --qd 1 --reqs 200 --json
 fi
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -1,6 +1,7 @@
 /*
- * Block backends, each test run with both engines (io_uring and threads) on
- * a temporary file: data round trips with many requests in flight, flush,
+ * Block backends, each test run with each engine (io_uring, threads, and
+ * auto: io_uring with buffered I/O done inline where quick) on a temporary
+ * file: data round trips with many requests in flight, flush,
  * discard and write-zeroes (also through the plain-write fallback, on tmpfs),
  * refusals, done() always in the loop thread and never inside blk_submit,
  * drain and close with requests in flight, from the loop and from others.
@@ -18,6 +19,7 @@
 #include <unistd.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -519,18 +521,36 @@ static void test_drain(void **state)
 	free_ios(io, NREQ);
 }
 
+/* Reopen the backend on a new iothread's loop (the test's own loop kept in
+ * *@own), and back. */
+static struct iothread *move_to_iothread(struct ctx *c, struct event_loop **own)
+{
+	struct iothread *it;
+
+	blk_close(c->b);
+	assert_int_equal(iothread_new("blk-io", &it), 0);
+	*own = c->loop;
+	c->loop = iothread_loop(it);
+	assert_int_equal(open_backend(c, false, false, 0), 0);
+	return it;
+}
+
+static void back_from_iothread(struct ctx *c, struct iothread *it, struct event_loop *own)
+{
+	blk_close(c->b);
+	iothread_free(it);
+	c->loop = own;
+	assert_int_equal(open_backend(c, false, false, 0), 0);
+}
+
 /* The loop runs in an iothread; we submit and drain from here. */
 static void test_iothread(void **state)
 {
 	struct ctx *c = ctx(state);
 	struct io io[NREQ] = { 0 };
-	struct event_loop *own = c->loop;
-	struct iothread *it;
+	struct event_loop *own;
+	struct iothread *it = move_to_iothread(c, &own);
 
-	blk_close(c->b);
-	assert_int_equal(iothread_new("blk-io", &it), 0);
-	c->loop = iothread_loop(it);
-	assert_int_equal(open_backend(c, false, false, 0), 0);
 	for (int i = 0; i < NREQ; i++)
 		assert_int_equal(submit(c, &io[i], BLK_WRITE, (uint64_t)i * BS, BS), 0);
 	blk_drain(c->b);
@@ -544,12 +564,11 @@ static void test_iothread(void **state)
 	for (int i = 0; i < NREQ; i++)
 		assert_int_equal(submit(c, &io[i], BLK_READ, (uint64_t)i * BS, BS), 0);
 	blk_close(c->b);
+	c->b = NULL;
 	assert_int_equal(c->completed, 2 * NREQ);
 	for (int i = 0; i < NREQ; i++)
 		assert_true(io[i].in_loop);
-	iothread_free(it);
-	c->loop = own;
-	assert_int_equal(open_backend(c, false, false, 0), 0);
+	back_from_iothread(c, it, own);
 	free_ios(io, NREQ);
 }
 
@@ -608,35 +627,194 @@ static void test_open_errors(void **state)
 	blk_close(NULL);
 }
 
-static enum blk_aio uring = BLK_AIO_IO_URING, threads = BLK_AIO_THREADS;
+/* ---- inline I/O (aio=auto, buffered) -------------------------------------- */
 
-#define BOTH(t) \
-	cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &uring), \
-	cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &threads)
+static struct blk_stats stats(struct ctx *c)
+{
+	struct blk_stats st;
+
+	blk_get_stats(c->b, &st);
+	return st;
+}
+
+/* Is the file's page at @off in the page cache? */
+static bool resident(struct ctx *c, uint64_t off)
+{
+	unsigned char vec = 0;
+	void *p = mmap(NULL, BS, PROT_READ, MAP_SHARED, c->fd, (off_t)off);
+
+	assert_true(p != MAP_FAILED);
+	assert_int_equal(mincore(p, BS, &vec), 0);
+	munmap(p, BS);
+	return vec & 1;
+}
+
+/* Would the file take a buffered write with RWF_NOWAIT?  Asked with a write
+ * of what is already there. */
+static bool file_takes_nowait_writes(struct ctx *c)
+{
+	uint8_t buf[BS];
+	struct iovec iov = { buf, BS };
+
+	assert_int_equal(pread(c->fd, buf, BS, 0), BS);
+	return pwritev2(c->fd, &iov, 1, 0, RWF_NOWAIT) == BS || errno != EOPNOTSUPP;
+}
+
+/* Cached reads and small writes are served inline, the data lands on the
+ * file, done() still runs later in the loop; a read of pages not in the
+ * cache goes to the engine. */
+static void test_inline_served(void **state)
+{
+	struct ctx *c = ctx(state);
+	struct io w[NREQ] = { 0 }, r[NREQ] = { 0 }, cold = { 0 }, flush = { 0 };
+	uint8_t *check = malloc(BS);
+
+	assert_true(blk_inline_io(c->b));
+	for (int i = 0; i < NREQ; i++) {
+		prep_buf(&w[i], BS, 100u + (unsigned)i);
+		assert_int_equal(submit(c, &w[i], BLK_WRITE, (uint64_t)i * 3 * BS, BS), 0);
+		assert_false(atomic_load(&w[i].done));    /* delivered later, not inline */
+	}
+	assert_true(RUN_UNTIL(c->loop, c->completed == NREQ));
+	assert_int_equal(stats(c).inline_ios, NREQ);   /* 4 KiB: inline either way */
+	assert_int_equal(stats(c).engine_ios, 0);
+	for (int i = 0; i < NREQ; i++) {
+		assert_int_equal(w[i].ret, 0);
+		assert_true(w[i].in_loop);
+		assert_int_equal(pread(c->fd, check, BS, (off_t)w[i].req.offset), BS);
+		assert_memory_equal(check, w[i].buf, BS);
+	}
+	for (int i = 0; i < NREQ; i++)
+		assert_int_equal(submit(c, &r[i], BLK_READ, w[i].req.offset, BS), 0);
+	assert_true(RUN_UNTIL(c->loop, c->completed == 2 * NREQ));
+	assert_int_equal(stats(c).inline_ios, 2 * NREQ);  /* just written: cached */
+	for (int i = 0; i < NREQ; i++) {
+		assert_int_equal(r[i].ret, 0);
+		assert_memory_equal(r[i].buf, w[i].buf, BS);
+	}
+
+	/* Out of the page cache: RWF_NOWAIT refuses, the engine reads it. */
+	assert_int_equal(sync_io(c, &flush, BLK_FLUSH, 0, 0), 0);
+	assert_int_equal(posix_fadvise(c->fd, 0, 0, POSIX_FADV_DONTNEED), 0);
+	if (resident(c, w[5].req.offset)) {
+		print_message("the page cache kept the file: cold read not checked\n");
+	} else {
+		uint64_t engine = stats(c).engine_ios;
+
+		assert_int_equal(sync_io(c, &cold, BLK_READ, w[5].req.offset, BS), 0);
+		assert_memory_equal(cold.buf, w[5].buf, BS);
+		assert_int_equal(stats(c).engine_ios, engine + 1);
+	}
+	free(check);
+	free(cold.buf);
+	free_ios(w, NREQ);
+	free_ios(r, NREQ);
+}
+
+/* Above BLK_INLINE_WRITE_MAX a write blocks nobody: where the file refuses
+ * RWF_NOWAIT writes (ext4) it goes to the engine. */
+static void test_inline_large_write(void **state)
+{
+	struct ctx *c = ctx(state);
+	struct io big = { 0 };
+	uint8_t *check = malloc(2 * BLK_INLINE_WRITE_MAX);
+	bool nowait = file_takes_nowait_writes(c);
+	struct blk_stats before = stats(c);
+
+	prep_buf(&big, 2 * BLK_INLINE_WRITE_MAX, 7);
+	assert_int_equal(sync_io(c, &big, BLK_WRITE, BS, 2 * BLK_INLINE_WRITE_MAX), 0);
+	assert_int_equal(pread(c->fd, check, 2 * BLK_INLINE_WRITE_MAX, BS),
+			 2 * BLK_INLINE_WRITE_MAX);
+	assert_memory_equal(check, big.buf, 2 * BLK_INLINE_WRITE_MAX);
+	if (nowait) {
+		print_message("the file takes RWF_NOWAIT writes: the large write may be inline\n");
+		assert_int_equal(stats(c).inline_ios + stats(c).engine_ios,
+				 before.inline_ios + before.engine_ios + 1);
+	} else {
+		assert_int_equal(stats(c).engine_ios, before.engine_ios + 1);
+		assert_int_equal(stats(c).inline_ios, before.inline_ios);
+	}
+	free(check);
+	free(big.buf);
+}
+
+/* Only aio=auto on a buffered file goes inline: O_DIRECT and an explicit
+ * engine always use the engine. */
+static void test_inline_only_auto_buffered(void **state)
+{
+	struct ctx *c = ctx(state);
+	struct io io = { 0 };
+
+	if (c->aio == BLK_AIO_AUTO) {
+		blk_close(c->b);
+		if (open_backend(c, false, true, 0) < 0) {
+			assert_int_equal(open_backend(c, false, false, 0), 0);
+			print_message("no O_DIRECT here: skipped\n");
+			skip();
+		}
+	}
+	assert_false(blk_inline_io(c->b));
+	assert_int_equal(sync_io(c, &io, BLK_WRITE, 0, BS), 0);
+	assert_int_equal(sync_io(c, &io, BLK_READ, 0, BS), 0);
+	assert_int_equal(stats(c).inline_ios, 0);
+	assert_int_equal(stats(c).engine_ios, 2);
+	free(io.buf);
+}
+
+/* A loop that busy-polls finds inline completions without an eventfd; one
+ * submitted from another thread must wake it.  Both in an iothread. */
+static void test_inline_wakes_iothread(void **state)
+{
+	struct ctx *c = ctx(state);
+	struct io io[NREQ] = { 0 };
+	struct event_loop *own;
+	struct iothread *it = move_to_iothread(c, &own);
+
+	for (int i = 0; i < NREQ; i++) {
+		assert_int_equal(submit(c, &io[i], BLK_WRITE, (uint64_t)i * BS, BS), 0);
+		/* One at a time, so that the loop is asleep when most come. */
+		assert_true(WAIT_UNTIL(c->completed == i + 1));
+		assert_true(io[i].in_loop);
+	}
+	assert_int_equal(stats(c).inline_ios, NREQ);
+	back_from_iothread(c, it, own);
+	free_ios(io, NREQ);
+}
+
+static enum blk_aio uring = BLK_AIO_IO_URING, threads = BLK_AIO_THREADS, automatic = BLK_AIO_AUTO;
+
+#define ONE(t, aio) cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &aio)
+#define ENGINES(t) ONE(t, uring), ONE(t, threads), ONE(t, automatic)
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		BOTH(test_engine),
+		ENGINES(test_engine),
 		cmocka_unit_test_prestate_setup_teardown(test_auto, setup, teardown, &threads),
 		cmocka_unit_test_prestate_setup_teardown(test_auto_fallback, setup, teardown, &threads),
-		BOTH(test_many_in_flight),
-		BOTH(test_vectors),
-		BOTH(test_discard_write_zeroes),
+		ENGINES(test_many_in_flight),
+		ENGINES(test_vectors),
+		ENGINES(test_discard_write_zeroes),
 		cmocka_unit_test_prestate_setup_teardown(test_write_zeroes_fallback, setup_shm,
 							 teardown, &uring),
 		cmocka_unit_test_prestate_setup_teardown(test_write_zeroes_fallback, setup_shm,
 							 teardown, &threads),
-		BOTH(test_refusals),
-		BOTH(test_readonly),
-		BOTH(test_queue_full),
-		BOTH(test_short_read),
-		BOTH(test_direct),
-		BOTH(test_drain),
-		BOTH(test_iothread),
-		BOTH(test_close_in_flight),
-		BOTH(test_resubmit_from_done),
-		BOTH(test_open_errors),
+		ENGINES(test_refusals),
+		ENGINES(test_readonly),
+		ENGINES(test_queue_full),
+		ENGINES(test_short_read),
+		ENGINES(test_direct),
+		ENGINES(test_drain),
+		ENGINES(test_iothread),
+		ENGINES(test_close_in_flight),
+		ENGINES(test_resubmit_from_done),
+		ENGINES(test_open_errors),
+		ONE(test_inline_served, automatic),
+		ONE(test_inline_large_write, automatic),
+		ONE(test_inline_only_auto_buffered, automatic),
+		ONE(test_inline_only_auto_buffered, uring),
+		ONE(test_inline_only_auto_buffered, threads),
+		ONE(test_inline_wakes_iothread, automatic),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
