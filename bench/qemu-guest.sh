@@ -7,6 +7,9 @@
 #     --disk IMG            a virtio-blk-pci on raw image IMG (repeatable:
 #                           disk=0, disk=1, ... in the guest, in this order)
 #     --cache MODE          writeback (default) | none   (none = cache=none,aio=io_uring)
+#     --aio MODE            threads | io_uring  (default: threads for writeback)
+#     --iothread            the disks' work in an iothread (QEMU's polling loop),
+#                           not in the main loop
 #     --ioeventfd on|off    for every virtio-blk-pci (default on)
 #     --serial ID           virtio-blk serial (GET_ID) of the disks that follow
 #     --rng                 add a virtio-rng-pci
@@ -28,12 +31,14 @@ usage() {
 	exit 125
 }
 
-cache=writeback ioeventfd=on serial='' mem=256M timeout_s=300 modern=0
+cache=writeback ioeventfd=on serial='' mem=256M timeout_s=300 modern=0 aio='' iothread=0
 disks=() serials=() rng=0 qemu_extra=()
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--disk) disks+=("$2"); serials+=("$serial"); shift 2 ;;
 	--cache) cache=$2; shift 2 ;;
+	--aio) aio=$2; shift 2 ;;
+	--iothread) iothread=1; shift ;;
 	--ioeventfd) ioeventfd=$2; shift 2 ;;
 	--serial) serial=$2; shift 2 ;;
 	--rng) rng=1; shift ;;
@@ -53,8 +58,13 @@ elf=$1 cmdline=${2:-}
 
 case "$cache" in
 writeback) drive_cache="cache=writeback" ;;
-none) drive_cache="cache=none,aio=io_uring" ;;
+none) drive_cache="cache=none"; aio=${aio:-io_uring} ;;
 *) echo "qemu-guest.sh: --cache writeback|none, not $cache" >&2; exit 125 ;;
+esac
+case "$aio" in
+'') ;;
+threads|io_uring) drive_cache="$drive_cache,aio=$aio" ;;
+*) echo "qemu-guest.sh: --aio threads|io_uring, not $aio" >&2; exit 125 ;;
 esac
 case "$ioeventfd" in
 on|off) ;;
@@ -68,9 +78,14 @@ args=(-M microvm,pcie=on -accel kvm -cpu qemu64,-cx16 -smp 1 -m "$mem"
       -kernel "$elf" -append "$cmdline")
 legacy=
 [ "$modern" = 1 ] && legacy=",disable-legacy=on"
+io=
+if [ "$iothread" = 1 ]; then
+	args+=(-object iothread,id=io0)
+	io=",iothread=io0"
+fi
 for i in "${!disks[@]}"; do
 	[ -r "${disks[$i]}" ] || { echo "qemu-guest.sh: cannot read ${disks[$i]}" >&2; exit 125; }
-	dev="virtio-blk-pci,drive=d$i,ioeventfd=$ioeventfd$legacy"
+	dev="virtio-blk-pci,drive=d$i,ioeventfd=$ioeventfd$legacy$io"
 	[ -n "${serials[$i]}" ] && dev="$dev,serial=${serials[$i]}"
 	args+=(-drive "id=d$i,file=${disks[$i]},format=raw,if=none,$drive_cache" -device "$dev")
 done
