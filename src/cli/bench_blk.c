@@ -36,6 +36,7 @@ struct blk_bench {
 	bool direct;
 	bool irq;                      /* the guest waits for interrupts, not polls */
 	enum blk_aio aio;
+	int64_t poll_ns;               /* the iothread's polling window; -1: default */
 	const char *aio_used;          /* what the backend reported */
 	uint64_t reqs;
 	int tsc_khz;
@@ -81,6 +82,14 @@ static int run_one(struct blk_bench *b, struct blk_run *r)
 	machine_virtio_opts_defaults(&vo);
 	vo.iothread = "io0";
 	vo.ioeventfd = r->ioeventfd;
+	if (b->poll_ns >= 0) {
+		struct iothread *it;
+
+		ret = machine_iothread(m, vo.iothread, &it);
+		if (ret < 0)
+			goto out;
+		event_loop_set_poll_ns(iothread_loop(it), (uint64_t)b->poll_ns);
+	}
 	bo.blk.direct = b->direct;
 	bo.blk.aio = b->aio;
 	ret = machine_add_virtio_blk(m, &bo, &vo, &md, &why);
@@ -223,12 +232,13 @@ int bench_blk(int argc, char **argv)
 		{ "cache", required_argument, NULL, 'c' },
 		{ "aio", required_argument, NULL, 'a' },
 		{ "irq", no_argument, NULL, 'i' },
+		{ "poll-ns", required_argument, NULL, 'p' },
 		{ "json", no_argument, NULL, 'j' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	static const char *const ops[] = { "randread", "randwrite" };
-	struct blk_bench b = { .reqs = 20000 };
+	struct blk_bench b = { .reqs = 20000, .poll_ns = -1 };
 	unsigned qds[MAX_QDS] = { 1, 8 }, nr_qds = 2;
 	char scratch[256] = "";
 	const char *why = NULL;
@@ -239,7 +249,7 @@ int bench_blk(int argc, char **argv)
 	int c, ret = 0;
 
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "q:n:f:c:a:ijh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "q:n:f:c:a:ip:jh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'q':
 			if (parse_uint(optarg, 1, 128, &v) < 0)
@@ -276,12 +286,17 @@ int bench_blk(int argc, char **argv)
 		case 'i':
 			b.irq = true;
 			break;
+		case 'p':
+			if (parse_uint(optarg, 0, 1000000000, &v) < 0)
+				return usage_error("bench blk ", "bad --poll-ns '%s' (0-1000000000)", optarg);
+			b.poll_ns = (int64_t)v;
+			break;
 		case 'j':
 			json = true;
 			break;
 		case 'h':
 			printf("usage: kickvm bench blk [--qd N]... [--reqs N] [--file IMG] "
-			       "[--cache writeback|none] [--aio auto|io_uring|threads] [--irq] [--json]\n");
+			       "[--cache writeback|none] [--aio auto|io_uring|threads] [--irq] [--poll-ns N] [--json]\n");
 			return 0;
 		default:
 			return usage_error("bench blk ", "bad option");

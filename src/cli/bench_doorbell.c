@@ -310,7 +310,7 @@ int cmd_bench(int argc, char **argv)
 		return bench_blk(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
 		printf("usage: kickvm bench doorbell [--writes N] [--json]\n"
-		       "       kickvm bench blk [--qd N]... [--reqs N] [--file IMG] [--cache writeback|none] [--aio auto|io_uring|threads] [--irq] [--json]\n");
+		       "       kickvm bench blk [--qd N]... [--reqs N] [--file IMG] [--cache writeback|none] [--aio auto|io_uring|threads] [--irq] [--poll-ns N] [--json]\n");
 		return 0;
 	}
 	return usage_error("bench ", "unknown benchmark '%s'", argv[1]);

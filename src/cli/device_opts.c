@@ -1,6 +1,6 @@
 /*
  * -device and -object, spelled as QEMU users know them:
- *   -object iothread,id=NAME
+ *   -object iothread,id=NAME[,poll-max-ns=N]
  *   -device virtio-blk,file=IMG[,readonly=on][,ioeventfd=on|off][,iothread=NAME]
  *           [,serial=S][,cache=writeback|none][,aio=auto|io_uring|threads][,slot=N]
  *   -device virtio-rng[,ioeventfd=on|off][,iothread=NAME][,slot=N]
@@ -145,33 +145,47 @@ int device_spec_parse(const char *arg, struct device_spec *d, char *err, size_t 
 	return ret;
 }
 
-int object_spec_parse(const char *arg, const char **iothread_id, char **buf, char *err,
-		      size_t errlen)
+int object_spec_parse(const char *arg, struct object_spec *o, char *err, size_t errlen)
 {
 	char *cursor, *key, *value;
+	uint64_t ns;
 
-	*buf = strdup(arg);
-	if (!*buf)
+	*o = (struct object_spec){ .poll_ns = -1, .buf = strdup(arg) };
+	if (!o->buf)
 		return -ENOMEM;
-	cursor = *buf;
+	cursor = o->buf;
 	key = next_pair(&cursor, &value);
 	if (!key || value || strcmp(key, "iothread")) {
 		snprintf(err, errlen, "-object: only 'iothread,id=NAME' is known");
 		return -EINVAL;
 	}
-	*iothread_id = NULL;
 	while ((key = next_pair(&cursor, &value))) {
-		if (strcmp(key, "id") || !value || !*value) {
-			snprintf(err, errlen, "-object iothread: takes id=NAME only");
+		if (!strcmp(key, "id") && value && *value) {
+			o->id = value;
+		} else if (!strcmp(key, "poll-max-ns") && value) {
+			/* QEMU's name; 0 switches polling off. */
+			if (parse_uint(value, 0, 1000000000, &ns) < 0) {
+				snprintf(err, errlen, "-object iothread: bad poll-max-ns '%s' "
+					 "(0-1000000000)", value);
+				return -EINVAL;
+			}
+			o->poll_ns = (int64_t)ns;
+		} else {
+			snprintf(err, errlen, "-object iothread: takes id=NAME[,poll-max-ns=N] only");
 			return -EINVAL;
 		}
-		*iothread_id = value;
 	}
-	if (!*iothread_id) {
+	if (!o->id) {
 		snprintf(err, errlen, "-object iothread needs id=NAME");
 		return -EINVAL;
 	}
 	return 0;
+}
+
+void object_spec_free(struct object_spec *o)
+{
+	free(o->buf);
+	o->buf = NULL;
 }
 
 void device_spec_free(struct device_spec *d)

@@ -3,6 +3,7 @@
 #define KICKVM_CLI_DEVICE_OPTS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kickvm/machine.h"
 #include "kickvm/virtio_devices.h"
@@ -17,8 +18,14 @@ struct device_spec {
 /* Parse @arg; on -EINVAL @err says why. device_spec_free() in any case. */
 int device_spec_parse(const char *arg, struct device_spec *d, char *err, size_t errlen);
 void device_spec_free(struct device_spec *d);
-/* "iothread,id=NAME": *@iothread_id points into *@buf (free it). */
-int object_spec_parse(const char *arg, const char **iothread_id, char **buf, char *err,
-		      size_t errlen);
+struct object_spec {               /* -object iothread,id=NAME[,poll-max-ns=N] */
+	const char *id;
+	int64_t poll_ns;               /* the busy-polling window; -1: the default */
+	char *buf;                     /* id points into it */
+};
+
+/* Parse @arg; on -EINVAL @err says why. object_spec_free() in any case. */
+int object_spec_parse(const char *arg, struct object_spec *o, char *err, size_t errlen);
+void object_spec_free(struct object_spec *o);
 
 #endif

@@ -38,7 +38,9 @@ static void run_help(void)
 	       "  -device virtio-blk,file=IMG[,readonly=on][,ioeventfd=on|off][,iothread=NAME]\n"
 	       "         [,serial=S][,cache=writeback|none][,aio=auto|io_uring|threads][,slot=N]\n"
 	       "  -device virtio-rng[,ioeventfd=on|off][,iothread=NAME]\n"
-	       "  -object iothread,id=NAME  a thread for device work (declare before use)\n"
+	       "  -object iothread,id=NAME[,poll-max-ns=N]\n"
+	       "                            a thread for device work (declare before use);\n"
+	       "                            it busy-polls N ns before sleeping (default 32768)\n"
 	       "  -v, --verbose            log more (repeat for debug)\n"
 	       "  -h, --help               this text\n\n"
 	       "The exit status is the guest's; 2 means a bad command line or guest file.\n",
@@ -60,18 +62,19 @@ int parse_ioeventfd_mode(const char *s, enum ioeventfd_mode *mode)
 
 /* Every iothread a device names was declared, and declared once. */
 static int check_device_specs(const struct device_spec *devices, int nr_devices,
-			      const char *const *iothreads, int nr_objects)
+			      const struct object_spec *iothreads, int nr_objects)
 {
 	for (int i = 0; i < nr_objects; i++)
 		for (int j = 0; j < i; j++)
-			if (!strcmp(iothreads[i], iothreads[j]))
-				return usage_error("run ", "iothread '%s' declared twice", iothreads[i]);
+			if (!strcmp(iothreads[i].id, iothreads[j].id))
+				return usage_error("run ", "iothread '%s' declared twice",
+						   iothreads[i].id);
 	for (int i = 0; i < nr_devices; i++) {
 		const char *want = devices[i].virtio.iothread;
 		bool found = !want;
 
 		for (int j = 0; j < nr_objects && !found; j++)
-			found = !strcmp(want, iothreads[j]);
+			found = !strcmp(want, iothreads[j].id);
 		if (!found)
 			return usage_error("run ", "%s: no iothread '%s' (declare it with -object iothread,id=%s)",
 					   devices[i].type, want, want);
@@ -81,15 +84,18 @@ static int check_device_specs(const struct device_spec *devices, int nr_devices,
 
 /* Iothreads first, so devices can bind to them. Returns an exit status or 0. */
 static int add_devices(struct machine *m, struct device_spec *devices, int nr_devices,
-		       const char *const *iothreads, int nr_objects)
+		       const struct object_spec *iothreads, int nr_objects)
 {
 	struct machine_device *md;
 	struct iothread *it;
 	const char *why = NULL;
 	int ret = 0;
 
-	for (int i = 0; i < nr_objects && !ret; i++)
-		ret = machine_iothread(m, iothreads[i], &it);
+	for (int i = 0; i < nr_objects && !ret; i++) {
+		ret = machine_iothread(m, iothreads[i].id, &it);
+		if (!ret && iothreads[i].poll_ns >= 0)
+			event_loop_set_poll_ns(iothread_loop(it), (uint64_t)iothreads[i].poll_ns);
+	}
 	if (ret < 0) {
 		fprintf(stderr, "kickvm: cannot start iothreads: %s\n", strerror(-ret));
 		return 1;
@@ -142,8 +148,7 @@ int cmd_run(int argc, char **argv)
 	bool stats = false;
 	uint64_t v;
 	struct device_spec devices[MACHINE_MAX_DEVICES];
-	const char *iothreads[MAX_OBJECTS];
-	char *object_bufs[MAX_OBJECTS];
+	struct object_spec iothreads[MAX_OBJECTS];
 	int nr_devices = 0, nr_objects = 0;
 	char err[160];
 
@@ -204,8 +209,7 @@ int cmd_run(int argc, char **argv)
 		case 'O':
 			if (nr_objects == MAX_OBJECTS)
 				FAIL_USAGE("too many -object");
-			ret = object_spec_parse(optarg, &iothreads[nr_objects],
-						&object_bufs[nr_objects], err, sizeof(err));
+			ret = object_spec_parse(optarg, &iothreads[nr_objects], err, sizeof(err));
 			nr_objects++;
 			if (ret < 0)
 				FAIL_USAGE("-object %s: %s", optarg, err);
@@ -300,6 +304,6 @@ out_specs:
 	for (int i = 0; i < nr_devices; i++)
 		device_spec_free(&devices[i]);
 	for (int i = 0; i < nr_objects; i++)
-		free(object_bufs[i]);
+		object_spec_free(&iothreads[i]);
 	return ret;
 }

@@ -109,6 +109,10 @@ void machine_print_stats(struct machine *m, FILE *out)
 			fprintf(out, " 0x%x:%" PRIu64, KICKVM_TESTDEV_PORT + i, n);
 	}
 	fprintf(out, "; coalesced %" PRIu64 "\n", testdev_coalesced_writes(m->testdev));
+	for (int i = 0; i < m->nr_iothreads; i++)
+		fprintf(out, " iothread %s: busy-polls %" PRIu64 " ns before sleeping\n",
+			iothread_name(m->iothreads[i]),
+			event_loop_poll_ns(iothread_loop(m->iothreads[i])));
 	for (int i = 0; i < m->nr_devices; i++)
 		print_virtio_device(&m->devices[i], out);
 	fprintf(out, " console characters: %" PRIu64 "\n", uart8250_chars(m->uart));

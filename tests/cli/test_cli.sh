@@ -41,6 +41,8 @@ check "blk without file"      2 "virtio-blk needs file=IMAGE" -- "$kickvm" run -
 check "bad device option"     2 "virtio-blk: unknown option 'speed'" -- "$kickvm" run -device virtio-blk,file=x,speed=9 "$demo"
 check "undeclared iothread"   2 "no iothread 'io9'"          -- "$kickvm" run -device virtio-rng,iothread=io9 "$demo"
 check "bad object"            2 "only 'iothread,id=NAME'"    -- "$kickvm" run -object memory-backend,id=m "$demo"
+check "bad poll-max-ns"       2 "bad poll-max-ns 'lots'"     -- "$kickvm" run -object iothread,id=io0,poll-max-ns=lots "$demo"
+check "bench blk bad poll-ns" 2 "bad --poll-ns '-1'"         -- "$kickvm" bench blk --poll-ns -1
 check "two guests"            2 "one guest only"             -- "$kickvm" run "$demo" "$demo"
 check "missing guest"         2 "cannot read guest '/nonexistent.elf'" -- "$kickvm" run /nonexistent.elf
 check "bench unknown"         2 "unknown benchmark 'frob'"   -- "$kickvm" bench frob
@@ -51,7 +53,7 @@ check "version"               0 "^kickvm [0-9]"              -- "$kickvm" --vers
 
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "skip the KVM part: /dev/kvm is missing or not accessible"
-	skip=$((skip + 10))
+	skip=$((skip + 11))
 else
 	head -c 4096 /dev/urandom >"$tmp/random.bin"
 	printf '\177ELF\002\001\001' >"$tmp/truncated.elf"
@@ -66,6 +68,8 @@ else
 	check "demo via PVH"      0 "demo done"                  -- "$kickvm" run --boot pvh "$demo"
 	check "missing disk image" 2 "cannot open the disk image"  -- "$kickvm" run -device virtio-blk,file=/nonexistent.img "$demo"
 	check "demo 2 vCPUs"      0 "demo done"                  -- "$kickvm" run -c 2 "$demo"
+	check "iothread no polling" 0 "iothread io0: busy-polls 0 ns before sleeping" \
+		-- "$kickvm" run --stats -object iothread,id=io0,poll-max-ns=0 -device virtio-rng,iothread=io0 "$demo"
 	check "trace ioeventfd"   0 "ioeventfd_handler testdev"  -- "$kickvm" run --trace 'ioeventfd_*' "$demo"
 	check "info dumps"        0 "FlatView: AS \"memory\""    -- "$kickvm" run --info all "$demo"
 	check "bench json"        0 '^\{"bench":"doorbell","writes":50,"paths":\[\{"path":"trapped-pio","cpl":0' \
