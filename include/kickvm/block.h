@@ -71,6 +71,12 @@ void blk_get_stats(const struct blk_backend *b, struct blk_stats *out);
 /* Queue @req; its done() runs later in the loop (never inside this call).
  * -EROFS for writes on a read-only backend, -EINVAL out of range. */
 int blk_submit(struct blk_backend *b, struct blk_req *req);
+/* Batching: what is submitted between blk_plug() and blk_unplug() reaches
+ * the kernel together at the unplug: one io_uring_enter for the batch,
+ * which the block layer sees as one batch too (one doorbell to the disk, not
+ * one per request).  Plugs nest.  Inline requests are not held back. */
+void blk_plug(struct blk_backend *b);
+void blk_unplug(struct blk_backend *b);
 /* Requests submitted but not completed. */
 unsigned blk_in_flight(const struct blk_backend *b);
 /* Wait (running the loop if called from it) until nothing is in flight. */

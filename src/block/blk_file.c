@@ -283,17 +283,35 @@ int blk_submit(struct blk_backend *b, struct blk_req *req)
 		return 0;
 	}
 	atomic_fetch_add_explicit(&b->engine_ios, 1, memory_order_relaxed);
+	/* Counted first: the engine may finish it before returning (a failed
+	 * submission of a batch is delivered like a completion). */
+	b->pending++;
+	atomic_fetch_add(&b->in_flight, 1);
 	r = b->engine->submit(b, s);
 	if (r < 0) {
+		b->pending--;
+		atomic_fetch_sub(&b->in_flight, 1);
 		s->req = NULL;
 		s->next = b->free_slots;
 		b->free_slots = s;
-	} else {
-		b->pending++;
-		atomic_fetch_add(&b->in_flight, 1);
 	}
 	pthread_mutex_unlock(&b->lock);
 	return r < 0 ? r : 0;
+}
+
+void blk_plug(struct blk_backend *b)
+{
+	pthread_mutex_lock(&b->lock);
+	b->plugged++;
+	pthread_mutex_unlock(&b->lock);
+}
+
+void blk_unplug(struct blk_backend *b)
+{
+	pthread_mutex_lock(&b->lock);
+	if (b->plugged && --b->plugged == 0 && b->engine->flush)
+		b->engine->flush(b);
+	pthread_mutex_unlock(&b->lock);
 }
 
 /* ---- opening and closing --------------------------------------------------- */
@@ -388,6 +406,7 @@ int blk_open(const char *path, const struct blk_opts *opts, struct event_loop *l
 	b->readonly = o.readonly;
 	b->depth = o.queue_depth ? o.queue_depth : DEFAULT_DEPTH;
 	b->reaped_tail = &b->reaped;
+	b->queued_tail = &b->queued;
 	pthread_mutex_init(&b->lock, NULL);
 	pthread_cond_init(&b->cond, NULL);
 	if (b->depth > MAX_DEPTH) {

@@ -31,6 +31,8 @@ struct blk_slot {
 	bool zero_writes;
 	uint64_t zero_done;
 	struct iovec zero_tail;        /* the last, partial chunk */
+	struct blk_slot *queued_next;  /* prepared, not yet given to the kernel */
+	void *sqe;                     /* io_uring: its entry while queued */
 };
 
 struct blk_backend;
@@ -49,6 +51,9 @@ struct blk_engine {
 	/* Optional, lock-free: a completion is waiting to be reaped (the loop's
 	 * busy-polling asks, instead of sleeping on done_ev). */
 	bool (*ready)(struct blk_backend *b);
+	/* Optional: give the kernel what submit() queued while b->plugged.
+	 * b->lock held. */
+	void (*flush)(struct blk_backend *b);
 };
 
 struct blk_backend {
@@ -66,6 +71,8 @@ struct blk_backend {
 	struct blk_slot *slots, *free_slots;
 	struct blk_slot *reaped, **reaped_tail;
 	unsigned depth, pending;
+	unsigned plugged;              /* blk_plug() depth */
+	struct blk_slot *queued, **queued_tail;   /* FIFO, for the engine's flush */
 	bool closing;
 	_Atomic unsigned in_flight;    /* submitted, done() not yet called */
 	atomic_bool no_zero_range;     /* the file refused FALLOC_FL_ZERO_RANGE */

@@ -60,27 +60,53 @@ static void prep(struct blk_backend *b, struct blk_slot *s, struct io_uring_sqe 
 	io_uring_sqe_set_data(sqe, s);
 }
 
-/* Queue @s's next operation and enter the kernel. b->lock held. */
-static int start(struct blk_backend *b, struct blk_slot *s)
+/* Give the kernel every queued entry, in order.  What it refuses outright
+ * becomes a no-op (the entries stay in the ring) and its request fails,
+ * delivered like a completion.  b->lock held. */
+static void uring_flush(struct blk_backend *b)
 {
 	struct io_uring *ring = ring_of(b);
-	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
-	int r;
+
+	while (b->queued) {
+		int r = io_uring_submit(ring);
+
+		if (r == -EINTR || r == -EAGAIN)
+			continue;
+		if (r <= 0) {
+			log_warn(b->name, "io_uring submit failed: %s", strerror(r ? -r : EIO));
+			while (b->queued) {
+				struct blk_slot *s = b->queued;
+
+				b->queued = s->queued_next;
+				io_uring_prep_nop(s->sqe);
+				io_uring_sqe_set_data(s->sqe, NULL);
+				blk_slot_finished(b, s, r ? r : -EIO);
+			}
+			event_notifier_set(&b->done_ev);
+			break;
+		}
+		/* The kernel takes entries in ring order, which is ours. */
+		while (r-- > 0 && b->queued)
+			b->queued = b->queued->queued_next;
+	}
+	b->queued_tail = &b->queued;
+}
+
+/* Prepare @s's next operation; it reaches the kernel now, or at the unplug
+ * while the backend is plugged.  b->lock held. */
+static int start(struct blk_backend *b, struct blk_slot *s)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring_of(b));
 
 	if (!sqe)
 		return -EAGAIN;
 	prep(b, s, sqe);
-	do
-		r = io_uring_submit(ring);
-	while (r == -EINTR || r == -EAGAIN);
-	if (r < 0) {
-		/* The entry stays in the ring and would go in with the next
-		 * submit: make it a no-op nobody waits for. */
-		io_uring_prep_nop(sqe);
-		io_uring_sqe_set_data(sqe, NULL);
-		log_warn(b->name, "io_uring submit failed: %s", strerror(-r));
-		return r;
-	}
+	s->sqe = sqe;
+	s->queued_next = NULL;
+	*b->queued_tail = s;
+	b->queued_tail = &s->queued_next;
+	if (!b->plugged)
+		uring_flush(b);
 	return 0;
 }
 
@@ -137,6 +163,10 @@ static void uring_reap(struct blk_backend *b, bool wait)
 	struct io_uring *ring = ring_of(b);
 	struct io_uring_cqe *cqe;
 	bool got = false;
+
+	/* Never wait for what the kernel has not been given. */
+	if (wait && b->queued)
+		uring_flush(b);
 
 	for (;;) {
 		struct blk_slot *s;
@@ -208,5 +238,6 @@ const struct blk_engine blk_engine_uring = {
 	.submit = uring_submit,
 	.reap = uring_reap,
 	.ready = uring_ready,
+	.flush = uring_flush,
 };
 #endif

@@ -382,6 +382,8 @@ static void process(struct virtio_blk *blk)
 	struct virtq *vq = &vdev->queues[0].vq;
 
 	atomic_store(&blk->starved, false);
+	/* Everything taken in this pass goes to the kernel as one batch. */
+	blk_plug(blk->backend);
 	while (live(vdev)) {
 		/* Quiet while draining: the driver need not kick for what we
 		 * are about to see anyway. */
@@ -411,6 +413,7 @@ static void process(struct virtio_blk *blk)
 			break;
 	}
 out:
+	blk_unplug(blk->backend);
 	if (blk->pushed) {
 		blk->pushed = false;
 		virtio_queue_notify_driver(vdev, 0);

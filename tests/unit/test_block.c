@@ -255,13 +255,14 @@ static void test_auto(void **state)
 
 /* Where the kernel refuses io_uring (as a seccomp sandbox does), AUTO falls
  * back to threads.  Checked in a child that refuses io_uring_setup itself. */
-static void test_auto_fallback(void **state)
+/* Run @body(@c) in a forked child in which system call @nr fails with
+ * @err (seccomp); the test fails unless it exits 0, skips without seccomp. */
+static void in_child_refusing(long nr, int err, int (*body)(struct ctx *), struct ctx *c)
 {
-	struct ctx *c = ctx(state);
 	struct sock_filter f[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
-		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
-		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (uint32_t)err),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
 	struct sock_fprog prog = { sizeof(f) / sizeof(f[0]), f };
@@ -272,27 +273,37 @@ static void test_auto_fallback(void **state)
 	skip();   /* TSan cannot start threads in a child forked from threads */
 #endif
 	pid = fork();
-
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct event_loop *loop;
-		struct blk_backend *b;
-
 		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
 		    prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
 			_exit(77);
-		loop = event_loop_new("child");
-		if (blk_open(c->path, &(struct blk_opts){ .aio = BLK_AIO_IO_URING }, loop, &b) == 0)
-			_exit(2);
-		if (blk_open(c->path, &(struct blk_opts){ .aio = BLK_AIO_AUTO }, loop, &b) < 0)
-			_exit(3);
-		_exit(strcmp(blk_aio_name(b), "threads") ? 4 : 0);
+		_exit(body(c));
 	}
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_true(WIFEXITED(status));
 	if (WEXITSTATUS(status) == 77)
 		skip();   /* no seccomp here */
 	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static int open_refused_uring(struct ctx *c)
+{
+	struct event_loop *loop = event_loop_new("child");
+	struct blk_backend *b;
+
+	if (blk_open(c->path, &(struct blk_opts){ .aio = BLK_AIO_IO_URING }, loop, &b) == 0)
+		return 2;
+	if (blk_open(c->path, &(struct blk_opts){ .aio = BLK_AIO_AUTO }, loop, &b) < 0)
+		return 3;
+	return strcmp(blk_aio_name(b), "threads") ? 4 : 0;
+}
+
+/* Where the kernel refuses io_uring (as a seccomp sandbox does), AUTO falls
+ * back to threads.  Checked in a child that refuses io_uring_setup itself. */
+static void test_auto_fallback(void **state)
+{
+	in_child_refusing(__NR_io_uring_setup, ENOSYS, open_refused_uring, ctx(state));
 }
 
 static void test_many_in_flight(void **state)
@@ -781,6 +792,94 @@ static void test_inline_wakes_iothread(void **state)
 	free_ios(io, NREQ);
 }
 
+/* ---- batching (blk_plug) ----------------------------------------------------- */
+
+/* Run the loop for @ms without expecting anything. */
+static void run_for(struct event_loop *loop, unsigned ms)
+{
+	uint64_t end = clock_ns() + ms * 1000000ull;
+
+	while (clock_ns() < end)
+		assert_true(event_loop_run_once(loop, 1) >= 0);
+}
+
+/* Plugged submissions wait for the last unplug (io_uring; a thread pool
+ * starts each at once), then all complete with their data. */
+static void test_plug(void **state)
+{
+	struct ctx *c = ctx(state);
+	struct io w[8] = { 0 }, r[8] = { 0 };
+
+	for (int i = 0; i < 8; i++) {
+		prep_buf(&w[i], BS, 40u + (unsigned)i);
+		assert_int_equal(sync_io(c, &w[i], BLK_WRITE, (uint64_t)i * 5 * BS, BS), 0);
+	}
+	c->completed = 0;
+	blk_plug(c->b);
+	blk_plug(c->b);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(submit(c, &r[i], BLK_READ, w[i].req.offset, BS), 0);
+	blk_unplug(c->b);                   /* still plugged once */
+	run_for(c->loop, 30);
+	if (c->aio == BLK_AIO_IO_URING)
+		assert_int_equal(c->completed, 0);
+	blk_unplug(c->b);
+	assert_true(RUN_UNTIL(c->loop, c->completed == 8));
+	for (int i = 0; i < 8; i++) {
+		assert_int_equal(r[i].ret, 0);
+		assert_true(r[i].in_loop);
+		assert_memory_equal(r[i].buf, w[i].buf, BS);
+	}
+	blk_unplug(c->b);                   /* unbalanced: ignored */
+	free_ios(w, 8);
+	free_ios(r, 8);
+}
+
+/* A drain never waits for requests held back by a plug: it sends them. */
+static void test_drain_plugged(void **state)
+{
+	struct ctx *c = ctx(state);
+	struct io io[8] = { 0 };
+
+	blk_plug(c->b);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(submit(c, &io[i], BLK_READ, (uint64_t)i * BS, BS), 0);
+	blk_drain(c->b);    /* not the loop's thread: waits for the I/O, sends the batch */
+	blk_unplug(c->b);
+	assert_true(RUN_UNTIL(c->loop, c->completed == 8));
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(io[i].ret, 0);
+	free_ios(io, 8);
+}
+
+static int submit_refused(struct ctx *c)
+{
+	struct io io[4] = { 0 };
+
+	c->completed = 0;
+	blk_plug(c->b);
+	for (int i = 0; i < 4; i++)
+		if (submit(c, &io[i], BLK_READ, (uint64_t)i * BS, BS) < 0)
+			return 2;
+	blk_unplug(c->b);
+	if (!RUN_UNTIL(c->loop, c->completed == 4))
+		return 3;
+	for (int i = 0; i < 4; i++)
+		if (io[i].ret != -EPERM || !io[i].in_loop)
+			return 4;
+	/* The ring still works for nobody, but closing must not hang. */
+	blk_close(c->b);
+	c->b = NULL;
+	return 0;
+}
+
+/* The kernel refuses the batch (io_uring_enter fails): every request in it
+ * fails, delivered in the loop like a completion; nothing hangs. */
+static void test_plug_refused(void **state)
+{
+	in_child_refusing(__NR_io_uring_enter, EPERM, submit_refused, ctx(state));
+}
+
 static enum blk_aio uring = BLK_AIO_IO_URING, threads = BLK_AIO_THREADS, automatic = BLK_AIO_AUTO;
 
 #define ONE(t, aio) cmocka_unit_test_prestate_setup_teardown(t, setup, teardown, &aio)
@@ -815,6 +914,11 @@ int main(void)
 		ONE(test_inline_only_auto_buffered, uring),
 		ONE(test_inline_only_auto_buffered, threads),
 		ONE(test_inline_wakes_iothread, automatic),
+		ONE(test_plug, uring),
+		ONE(test_plug, threads),
+		ONE(test_drain_plugged, uring),
+		ONE(test_drain_plugged, threads),
+		ONE(test_plug_refused, uring),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
