@@ -28,8 +28,9 @@ const char *ioeventfd_errno_name(int err)
 	return name ? name : "unknown error";
 }
 
-/* The order of the set: (addr, len, match_data, data, notifier). */
-static int key_cmp(const struct ioeventfd *a, const struct ioeventfd *b)
+/* The order of the set: (addr, len, match_data, data, notifier).  Regions
+ * keep their own lists in this order too (region.c), by offset for addr. */
+int ioeventfd_key_cmp(const struct ioeventfd *a, const struct ioeventfd *b)
 {
 	if (a->addr != b->addr)
 		return a->addr < b->addr ? -1 : 1;
@@ -48,7 +49,7 @@ static int key_cmp(const struct ioeventfd *a, const struct ioeventfd *b)
  * way: toggling userspace-only withdraws or offers them. */
 static int diff_cmp(const struct flat_ioeventfd *a, const struct flat_ioeventfd *b)
 {
-	int c = key_cmp(&a->ev, &b->ev);
+	int c = ioeventfd_key_cmp(&a->ev, &b->ev);
 
 	if (c)
 		return c;

@@ -114,6 +114,9 @@ const struct flat_range *flatview_lookup(const struct flatview *view, uint64_t a
 
 /* ioeventfd.c */
 const char *ioeventfd_errno_name(int err); /* "EEXIST" for EEXIST or -EEXIST */
+/* Orders ioeventfds by (addr, len, match_data, data, e), the match key and
+ * nothing else: the flat sets and the regions' lists both sort by it. */
+int ioeventfd_key_cmp(const struct ioeventfd *a, const struct ioeventfd *b);
 int ioeventfd_set_build(struct flatview *view, bool is_pio);
 /* First flat ioeventfd at @addr (all of them follow it), or NULL. */
 const struct flat_ioeventfd *ioeventfd_set_find(const struct flatview *view,

@@ -373,20 +373,23 @@ int mr_ram_fd(const struct mem_region *mr, uint64_t *fd_offset)
 
 /* ---- ioeventfds on a region ------------------------------------------------------ */
 
+/* @r as a flat view's ioeventfd key, its offset in the region for the address. */
+static struct ioeventfd region_ioeventfd_key(const struct region_ioeventfd *r)
+{
+	return (struct ioeventfd){
+		.addr = r->offset, .len = r->len, .match_data = r->match_data, .data = r->data,
+		.e = r->e,
+	};
+}
+
+/* A region's list is sorted the way flat views sort theirs: one order, one
+ * comparator (ioeventfd.c). */
 static int region_ioeventfd_cmp(const struct region_ioeventfd *a,
 				const struct region_ioeventfd *b)
 {
-	if (a->offset != b->offset)
-		return a->offset < b->offset ? -1 : 1;
-	if (a->len != b->len)
-		return a->len < b->len ? -1 : 1;
-	if (a->match_data != b->match_data)
-		return a->match_data ? 1 : -1;
-	if (a->data != b->data)
-		return a->data < b->data ? -1 : 1;
-	if (a->e != b->e)
-		return (uintptr_t)a->e < (uintptr_t)b->e ? -1 : 1;
-	return 0;
+	struct ioeventfd ka = region_ioeventfd_key(a), kb = region_ioeventfd_key(b);
+
+	return ioeventfd_key_cmp(&ka, &kb);
 }
 
 /* Index of the first entry not ordered before @key. */

@@ -10,8 +10,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
+#include "fuzz_common.h"
 #include "kickvm/guest_abi.h"
 #include "kickvm/guest_mem.h"
 #include "kickvm/linux_boot.h"
@@ -21,25 +21,12 @@
 #define FUZZ_RAM (3ull << 20)
 #define HEAD 8  /* input bytes that configure the run */
 
-static struct guest_mem gm;
-static uint8_t *canary_lo, *canary_hi;
+static struct canaried_ram ram;
 static uint8_t *snapshot;
 
 static void init(void)
 {
-	uint8_t *p = mmap(NULL, FUZZ_RAM + 2 * 4096, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-
-	if (p == MAP_FAILED)
-		abort();
-	canary_lo = p;
-	canary_hi = p + 4096 + FUZZ_RAM;
-	memset(canary_lo, 0xcc, 4096);
-	memset(canary_hi, 0xcc, 4096);
-	gm.memfd = -1;
-	gm.total = FUZZ_RAM;
-	gm.nr_banks = 1;
-	gm.banks[0] = (struct guest_mem_bank){ .gpa = 0, .size = FUZZ_RAM, .hva = p + 4096 };
+	canaried_ram_init(&ram, FUZZ_RAM);
 	snapshot = malloc(FUZZ_RAM);
 	if (!snapshot)
 		abort();
@@ -68,13 +55,6 @@ static void make_template(void)
 			tpl[f[i].off + b] = (uint8_t)(f[i].v >> (8 * b));
 }
 
-static void check_canaries(void)
-{
-	for (int i = 0; i < 4096; i++)
-		if (canary_lo[i] != 0xcc || canary_hi[i] != 0xcc)
-			abort();
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -87,7 +67,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uint64_t initrd_addr, kernel_end;
 	int n, ret;
 
-	if (!gm.nr_banks) {
+	if (!ram.gm.nr_banks) {
 		init();
 		make_template();
 	}
@@ -99,10 +79,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	cmdline[data[3] % sizeof(cmdline)] = '\0';
 	cfg.cmdline = data[4] & 1 ? cmdline : NULL;
 	cfg.rsdp_addr = 0xe0000;
-	n = linux_build_e820(&gm, e820, data[5] % 8u);  /* a too-small table too */
+	n = linux_build_e820(&ram.gm, e820, data[5] % 8u);  /* a too-small table too */
 	if (n < 0 && n != -ENOSPC)
 		abort();
-	n = linux_build_e820(&gm, e820, LINUX_E820_MAX);
+	n = linux_build_e820(&ram.gm, e820, LINUX_E820_MAX);
 	if (n < 3)
 		abort();
 	cfg.e820 = e820;
@@ -123,14 +103,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size -= HEAD;
 	}
 
-	memcpy(snapshot, gm.banks[0].hva, FUZZ_RAM);
+	memcpy(snapshot, ram.gm.banks[0].hva, FUZZ_RAM);
 	(void)linux_is_bzimage(data, size);
-	ret = linux_load_bzimage(&gm, data, size, &cfg, &info, &why);
+	ret = linux_load_bzimage(&ram.gm, data, size, &cfg, &info, &why);
 	if (ret) {
 		if (!why || (ret != -ENOEXEC && ret != -ENOMEM && ret != -E2BIG))
 			abort();
 		/* A rejected file leaves RAM as it was. */
-		if (memcmp(snapshot, gm.banks[0].hva, FUZZ_RAM) != 0)
+		if (memcmp(snapshot, ram.gm.banks[0].hva, FUZZ_RAM) != 0)
 			abort();
 	} else {
 		if (info.load_addr < KICKVM_GUEST_LOAD_MIN || info.load_end > FUZZ_RAM ||
@@ -140,14 +120,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					info.initrd_addr + cfg.initrd_size > FUZZ_RAM))
 			abort();
 	}
-	check_canaries();
+	canaried_ram_check(&ram);
 
-	ret = linux_setup_pvh(&gm, &cfg, kernel_end, &initrd_addr, &why);
+	ret = linux_setup_pvh(&ram.gm, &cfg, kernel_end, &initrd_addr, &why);
 	if (ret && (ret != -ENOMEM || !why))
 		abort();
 	if (!ret && cfg.initrd_size &&
 	    (initrd_addr < kernel_end || initrd_addr + cfg.initrd_size > FUZZ_RAM))
 		abort();
-	check_canaries();
+	canaried_ram_check(&ram);
 	return 0;
 }

@@ -35,9 +35,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz_common.h"
 #include "kickvm/guest_mem.h"
 #include "kickvm/log.h"
 #include "kickvm/virtio_devices.h"
+#include "virtio_driver.h"
 
 #define RAM_SIZE   (256ull << 10)    /* small: cleared and protected on every run */
 #define IMG_SIZE   (1u << 20)
@@ -144,6 +146,30 @@ static void t_seg(uint64_t gpa, uint64_t sector, uint32_t num, uint32_t flags)
 	memcpy(t_ram(gpa), &g, sizeof(g));
 }
 
+/* A buffer of a template chain; NEXT is added where another follows. */
+struct t_buf {
+	uint64_t gpa;
+	uint32_t len;
+	uint16_t flags;
+};
+
+/* The buffers @b as one chain in the table at @table from entry @first on,
+ * each linked to the entry after it. */
+static void t_chain(uint64_t table, unsigned first, const struct t_buf *b, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++) {
+		bool more = i + 1 < n;
+		uint16_t flags = b[i].flags | (more ? VIRTQ_DESC_F_NEXT : 0);
+		uint16_t next = more ? (uint16_t)(first + i + 1) : 0;
+
+		t_desc(table, first + i, b[i].gpa, b[i].len, flags, next);
+	}
+}
+
+#define T_CHAIN(table, first, ...)                                             \
+	t_chain(table, first, (const struct t_buf[]){ __VA_ARGS__ },           \
+		sizeof((const struct t_buf[]){ __VA_ARGS__ }) / sizeof(struct t_buf))
+
 /*
  * What an empty input means: nine requests, six in the first round and
  * three in the second, the ring indices wrapping between them.  Headers at
@@ -153,8 +179,7 @@ static void t_seg(uint64_t gpa, uint64_t sector, uint32_t num, uint32_t flags)
  */
 static void make_template(void)
 {
-	const uint16_t R = 0, W = VIRTQ_DESC_F_WRITE, N = VIRTQ_DESC_F_NEXT;
-	const uint16_t I = VIRTQ_DESC_F_INDIRECT;
+	const uint16_t R = 0, W = VIRTQ_DESC_F_WRITE, I = VIRTQ_DESC_F_INDIRECT;
 	static const uint16_t heads[QSZ] = { 0, 3, 5, 7, 9, 11, 13, 14, 15, 0, 3, 5, 7, 13, 14, 15 };
 	struct params p = {
 		.flags = F_EVENT_IDX | F_INDIRECT, .avail = { 6, 3 }, .start = 0xfffa,
@@ -163,50 +188,37 @@ static void make_template(void)
 	memcpy(tmpl, &p, sizeof(p));
 	/* IN: header, data, status. */
 	t_hdr(0x200, VIRTIO_BLK_T_IN, 1);
-	t_desc(DESC_GPA, 0, 0x200, 16, R | N, 1);
-	t_desc(DESC_GPA, 1, 0x1000, 1024, W | N, 2);
-	t_desc(DESC_GPA, 2, 0x300, 1, W, 0);
+	T_CHAIN(DESC_GPA, 0, { 0x200, 16, R }, { 0x1000, 1024, W }, { 0x300, 1, W });
 	/* OUT: header and data in one buffer. */
 	t_hdr(0x400, VIRTIO_BLK_T_OUT, 8);
-	t_desc(DESC_GPA, 3, 0x400, 16 + 512, R | N, 4);
-	t_desc(DESC_GPA, 4, 0x301, 1, W, 0);
+	T_CHAIN(DESC_GPA, 3, { 0x400, 16 + 512, R }, { 0x301, 1, W });
 	/* FLUSH */
 	t_hdr(0x210, VIRTIO_BLK_T_FLUSH, 0);
-	t_desc(DESC_GPA, 5, 0x210, 16, R | N, 6);
-	t_desc(DESC_GPA, 6, 0x302, 1, W, 0);
+	T_CHAIN(DESC_GPA, 5, { 0x210, 16, R }, { 0x302, 1, W });
 	/* GET_ID: the ID and the status in one buffer. */
 	t_hdr(0x220, VIRTIO_BLK_T_GET_ID, 0);
-	t_desc(DESC_GPA, 7, 0x220, 16, R | N, 8);
-	t_desc(DESC_GPA, 8, 0x800, 64, W, 0);
+	T_CHAIN(DESC_GPA, 7, { 0x220, 16, R }, { 0x800, 64, W });
 	/* DISCARD and WRITE_ZEROES (unmap hint): header and segment together. */
 	t_hdr(0x230, VIRTIO_BLK_T_DISCARD, 0);
 	t_seg(0x240, 16, 8, 0);
-	t_desc(DESC_GPA, 9, 0x230, 32, R | N, 10);
-	t_desc(DESC_GPA, 10, 0x303, 1, W, 0);
+	T_CHAIN(DESC_GPA, 9, { 0x230, 32, R }, { 0x303, 1, W });
 	t_hdr(0x250, VIRTIO_BLK_T_WRITE_ZEROES, 0);
 	t_seg(0x260, 256, 200, 1);      /* 100 KiB: the fallback writes it in two */
-	t_desc(DESC_GPA, 11, 0x250, 32, R | N, 12);
-	t_desc(DESC_GPA, 12, 0x304, 1, W, 0);
+	T_CHAIN(DESC_GPA, 11, { 0x250, 32, R }, { 0x304, 1, W });
 	/* Indirect IN: header in two pieces, data in two, then the status. */
 	t_hdr(0x270, VIRTIO_BLK_T_IN, 100);
-	t_desc(0x700, 0, 0x270, 10, R | N, 1);
-	t_desc(0x700, 1, 0x27a, 6, R | N, 2);
-	t_desc(0x700, 2, 0x1400, 300, W | N, 3);
-	t_desc(0x700, 3, 0x1600, 212, W | N, 4);
-	t_desc(0x700, 4, 0x305, 1, W, 0);
-	t_desc(DESC_GPA, 13, 0x700, 5 * 16, I, 0);
+	T_CHAIN(0x700, 0, { 0x270, 10, R }, { 0x27a, 6, R }, { 0x1400, 300, W },
+		{ 0x1600, 212, W }, { 0x305, 1, W });
+	T_CHAIN(DESC_GPA, 13, { 0x700, 5 * 16, I });
 	/* Indirect OUT: header, data in two buffers, status. */
 	t_hdr(0x280, VIRTIO_BLK_T_OUT, 200);
-	t_desc(0x780, 0, 0x280, 16, R | N, 1);
-	t_desc(0x780, 1, 0x1800, 512, R | N, 2);
-	t_desc(0x780, 2, 0x1c00, 512, R | N, 3);
-	t_desc(0x780, 3, 0x306, 1, W, 0);
-	t_desc(DESC_GPA, 14, 0x780, 4 * 16, I, 0);
+	T_CHAIN(0x780, 0, { 0x280, 16, R }, { 0x1800, 512, R }, { 0x1c00, 512, R },
+		{ 0x306, 1, W });
+	T_CHAIN(DESC_GPA, 14, { 0x780, 4 * 16, I });
 	/* Indirect IN, the status at the end of the data buffer. */
 	t_hdr(0x290, VIRTIO_BLK_T_IN, 2047);
-	t_desc(0x7c0, 0, 0x290, 16, R | N, 1);
-	t_desc(0x7c0, 1, 0xa00, 513, W, 0);
-	t_desc(DESC_GPA, 15, 0x7c0, 2 * 16, I, 0);
+	T_CHAIN(0x7c0, 0, { 0x290, 16, R }, { 0xa00, 513, W });
+	T_CHAIN(DESC_GPA, 15, { 0x7c0, 2 * 16, I });
 	for (unsigned i = 0; i < QSZ; i++) {
 		uint16_t h = htole16(heads[i]);
 
@@ -235,10 +247,7 @@ static void init(void)
 	log_set_quiet(true);  /* garbage in on purpose: keep the log small */
 	make_template();
 	ram = p + PAGE;
-	gm.memfd = -1;
-	gm.total = RAM_SIZE;
-	gm.nr_banks = 1;
-	gm.banks[0] = (struct guest_mem_bank){ .gpa = 0, .size = RAM_SIZE, .hva = ram };
+	fuzz_guest_mem_over(&gm, ram, RAM_SIZE);
 	make_image(access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp", shm, sizeof(shm));
 	make_image("/tmp", tmp, sizeof(tmp));
 	loop = event_loop_new("fuzz-vblk");
@@ -270,7 +279,11 @@ static void st16(uint64_t gpa, uint16_t v)
 /* Negotiate as a driver and start queue 0 at index @start. */
 static void driver_init(struct virtio_dev *vdev, const struct params *p)
 {
-	struct virtio_queue *q = &vdev->queues[0];
+	static const struct driver_queue q0 = {
+		.size = QSZ, .desc = DESC_GPA, .avail = AVAIL_GPA, .used = USED_GPA,
+		.vector = QVEC, .config_vector = CVEC,
+	};
+	struct virtq *vq = &vdev->queues[0].vq;
 	uint64_t drop = 0;
 
 	if (!(p->flags & F_EVENT_IDX))
@@ -280,22 +293,12 @@ static void driver_init(struct virtio_dev *vdev, const struct params *p)
 	if (p->flags & F_NO_DZ)
 		drop |= 1ull << VIRTIO_BLK_F_DISCARD | 1ull << VIRTIO_BLK_F_WRITE_ZEROES;
 	pthread_mutex_lock(&vdev->lock);
-	virtio_set_status(vdev, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	vdev->guest_features = vdev->host_features & ~drop;
-	virtio_set_status(vdev, vdev->status | VIRTIO_STATUS_FEATURES_OK);
-	q->size = QSZ;
-	q->desc = DESC_GPA;
-	q->driver = AVAIL_GPA;
-	q->device = USED_GPA;
-	q->vector = QVEC;
-	q->ready = true;
-	vdev->config_vector = CVEC;
-	virtio_set_status(vdev, vdev->status | VIRTIO_STATUS_DRIVER_OK);
-	if (vdev->status != (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-			     VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK) || vdev->broken)
+	if (driver_start_queue0(vdev, vdev->host_features & ~drop, &q0) !=
+	    (VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+	     VIRTIO_STATUS_DRIVER_OK) || vdev->broken)
 		abort();
 	/* As after @start requests: the used ring says so too. */
-	q->vq.last_avail = q->vq.used_idx = q->vq.signalled_used = p->start;
+	vq->last_avail = vq->used_idx = vq->signalled_used = p->start;
 	st16(USED_GPA + 2, p->start);
 	if (p->flags & F_EVENT_IDX)
 		st16(USED_GPA + 4 + 8 * QSZ, p->start);

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "kickvm/event.h"
 #include "kickvm/guest_mem.h"
 #include "kickvm/log.h"
@@ -20,7 +21,6 @@
 
 #define REGS      0xc0000000ull
 #define MSIX      0xc0010000ull
-#define RAM_SIZE  (64u << 10)
 #define NQ        3
 
 struct dummy {
@@ -58,36 +58,20 @@ static const struct { uint8_t off, size; } fields[] = {
 /* Status values a driver goes through, and then anything. */
 static const uint8_t statuses[] = { 0, 1, 3, 0xb, 0xf, 0x7, 0x8b, 0x80 };
 
-struct world {
-	struct mem_region *system, *io;
-	struct address_space *as_mem, *as_io;
-	struct pci_bus *bus;
-	struct guest_mem gm;
-	struct event_loop *loop;
-	struct virtio_dev vdev;
-	struct virtio_pci *vp;
-	struct dummy d;
-};
-
-static void msi(void *opaque, uint64_t addr, uint32_t data)
-{
-	(void)opaque; (void)addr; (void)data;
-}
-
-static void rd(struct world *w, uint64_t addr, unsigned len)
+static void rd(struct fuzz_vpci *w, uint64_t addr, unsigned len)
 {
 	uint64_t v;
 
-	address_space_read(w->as_mem, addr, &v, len);
+	address_space_read(w->pci.as_mem, addr, &v, len);
 }
 
-static void wr(struct world *w, uint64_t addr, uint64_t v, unsigned len)
+static void wr(struct fuzz_vpci *w, uint64_t addr, uint64_t v, unsigned len)
 {
-	address_space_write(w->as_mem, addr, v, len);
+	address_space_write(w->pci.as_mem, addr, v, len);
 }
 
 /* Select queue @q and give it rings that lie in RAM. */
-static void queue_setup(struct world *w, unsigned q, uint8_t size_log2)
+static void queue_setup(struct fuzz_vpci *w, unsigned q, uint8_t size_log2)
 {
 	uint64_t base = 0x1000 + (uint64_t)(q % NQ) * 0x3000;
 
@@ -100,7 +84,7 @@ static void queue_setup(struct world *w, unsigned q, uint8_t size_log2)
 	wr(w, REGS + 0x1c, 1, 2);
 }
 
-static void negotiate(struct world *w, uint32_t low)
+static void negotiate(struct fuzz_vpci *w, uint32_t low)
 {
 	wr(w, REGS + 0x14, 3, 1);
 	wr(w, REGS + 0x08, 0, 4);
@@ -111,7 +95,7 @@ static void negotiate(struct world *w, uint32_t low)
 }
 
 /* The PCI config access capability: the vendor capability of type 5. */
-static unsigned cfg_cap(struct world *w)
+static unsigned cfg_cap(struct fuzz_vpci *w)
 {
 	const struct pci_device *d = virtio_pci_device(w->vp);
 
@@ -125,32 +109,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static struct world w;
-	struct pci_host_config cfg = { 0 };
-	struct virtio_pci_opts opts = { .slot = -1 };
+	static struct fuzz_vpci w;
+	static struct dummy d;
 	const size_t rec = 10;
 
 	if (size < 1)
 		return 0;
 	log_set_quiet(true);  /* garbage in on purpose: keep the log small */
-	memset(&w, 0, sizeof(w));
-	opts.ioeventfd = data[0] & 1;
-	w.system = mr_new_container("system", UINT64_MAX);
-	w.io = mr_new_container("io", 0x10000);
-	w.as_mem = address_space_new("memory", AS_MMIO, w.system);
-	w.as_io = address_space_new("io", AS_PIO, w.io);
-	cfg = (struct pci_host_config){ .system_root = w.system, .io_root = w.io, .msi_hook = msi };
-	if (pci_bus_create(&cfg, &w.bus) < 0 || guest_mem_create(&w.gm, RAM_SIZE, 0xc0000000ull) < 0)
-		abort();
-	w.loop = event_loop_new("fuzz");
-	virtio_dev_init(&w.vdev, &d_ops, &w.d, "fuzz0", &w.gm, w.loop);
-	if (virtio_pci_create(w.bus, &w.vdev, &opts, &w.vp) < 0)
-		abort();
-	pci_bus_config_write(w.bus, 0, 8, 0x20, (uint32_t)REGS, 4);
-	pci_bus_config_write(w.bus, 0, 8, 0x14, (uint32_t)MSIX, 4);
-	pci_bus_config_write(w.bus, 0, 8, 0x04, 0x6, 2);
+	memset(&d, 0, sizeof(d));
+	fuzz_vpci_create(&w, &d_ops, &d, data[0] & 1);
+	pci_bus_config_write(w.pci.bus, 0, 8, 0x20, (uint32_t)REGS, 4);
+	pci_bus_config_write(w.pci.bus, 0, 8, 0x14, (uint32_t)MSIX, 4);
+	pci_bus_config_write(w.pci.bus, 0, 8, 0x04, 0x6, 2);
 	if (data[0] & 2)   /* MSI-X enabled from the start */
-		pci_bus_config_write(w.bus, 0, 8,
+		pci_bus_config_write(w.pci.bus, 0, 8,
 				     pci_find_capability(virtio_pci_device(w.vp), 0x11) + 3u, 0x80, 1);
 
 	for (data++, size--; size >= rec; data += rec, size -= rec) {
@@ -187,19 +159,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			wr(&w, MSIX + (arg & 0x3f) * 4, value, arg & 0x80 ? 8 : 4);
 			break;
 		case 7:
-			pci_bus_config_write(w.bus, 0, 8, 0x40 + (arg & 0x7f), (uint32_t)value,
+			pci_bus_config_write(w.pci.bus, 0, 8, 0x40 + (arg & 0x7f), (uint32_t)value,
 					     1u << ((arg >> 7) + (value & 1)));
 			break;
 		case 8:
 			if (arg & 1)
-				pci_bus_config_write(w.bus, 0, 8, 0x04, arg & 0x2 ? 0x6 : 0x2, 2);
+				pci_bus_config_write(w.pci.bus, 0, 8, 0x04, arg & 0x2 ? 0x6 : 0x2, 2);
 			else if (arg & 2)
-				pci_bus_reset(w.bus);
+				pci_bus_reset(w.pci.bus);
 			else
 				event_loop_run_once(w.loop, 0);
 			break;
 		case 9:
-			guest_mem_write(&w.gm, (value >> 16) % (RAM_SIZE - 6), &value, 6);
+			guest_mem_write(&w.gm, (value >> 16) % (FUZZ_VPCI_RAM_SIZE - 6), &value, 6);
 			break;
 		case 10:
 			queue_setup(&w, arg, (uint8_t)value);
@@ -211,25 +183,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* Through VIRTIO_PCI_CAP_PCI_CFG: point the window, move data. */
 			unsigned c = cfg_cap(&w);
 
-			pci_bus_config_write(w.bus, 0, 8, c + 4, arg & 0x80 ? arg & 7 : 4, 1);
-			pci_bus_config_write(w.bus, 0, 8, c + 8, (uint32_t)(value >> 32) & 0x3fff, 4);
-			pci_bus_config_write(w.bus, 0, 8, c + 12, 1u << (arg & 3), 4);
+			pci_bus_config_write(w.pci.bus, 0, 8, c + 4, arg & 0x80 ? arg & 7 : 4, 1);
+			pci_bus_config_write(w.pci.bus, 0, 8, c + 8, (uint32_t)(value >> 32) & 0x3fff, 4);
+			pci_bus_config_write(w.pci.bus, 0, 8, c + 12, 1u << (arg & 3), 4);
 			if (arg & 0x40)
-				pci_bus_config_write(w.bus, 0, 8, c + 16, (uint32_t)value, 4);
+				pci_bus_config_write(w.pci.bus, 0, 8, c + 16, (uint32_t)value, 4);
 			else
-				pci_bus_config_read(w.bus, 0, 8, c + 16, 1u << ((arg >> 4) & 3));
+				pci_bus_config_read(w.pci.bus, 0, 8, c + 16, 1u << ((arg >> 4) & 3));
 			break;
 		}
 		}
 	}
-	virtio_pci_destroy(w.vp);
-	virtio_dev_cleanup(&w.vdev);
-	event_loop_free(w.loop);
-	guest_mem_destroy(&w.gm);
-	pci_bus_destroy(w.bus);
-	address_space_free(w.as_mem);
-	address_space_free(w.as_io);
-	mr_free(w.system);
-	mr_free(w.io);
+	fuzz_vpci_destroy(&w);
 	return 0;
 }

@@ -80,7 +80,8 @@ void vm_run_to_sync(struct machine *m, int cpu, uint64_t stage, uint64_t *exits)
 		*exits = vm_exits(m, cpu) - before - 1; /* not the sync itself */
 }
 
-static void expect_exit(struct machine *m, int cpu, uint32_t reason)
+/* Run @cpu to its next exit other than an interrupted KVM_RUN; it must be @reason. */
+static struct kvm_run *expect_exit(struct machine *m, int cpu, uint32_t reason)
 {
 	int ret = machine_vcpu_run_once(m, cpu);
 
@@ -90,22 +91,31 @@ static void expect_exit(struct machine *m, int cpu, uint32_t reason)
 	}
 	assert_true(ret >= 0);
 	assert_int_equal(m->vcpus[cpu]->run->exit_reason, reason);
+	return m->vcpus[cpu]->run;
+}
+
+/* The write exit @cpu stopped at carried @data (its @len bytes at @bytes);
+ * dispatch it.  The MMIO and port checks end the same way. */
+static void expect_data_and_dispatch(struct machine *m, int cpu, const void *bytes,
+				     unsigned len, uint64_t data)
+{
+	uint64_t value = 0;
+
+	memcpy(&value, bytes, len);
+	assert_int_equal(value, data);
+	assert_int_equal(machine_vcpu_dispatch(m, cpu, NULL), MACHINE_CONTINUE);
 }
 
 void vm_expect_mmio_writes(struct machine *m, int cpu, uint64_t addr, unsigned len,
 			   uint64_t data, uint64_t count)
 {
 	for (uint64_t i = 0; i < count; i++) {
-		struct kvm_run *run = m->vcpus[cpu]->run;
-		uint64_t value = 0;
+		struct kvm_run *run = expect_exit(m, cpu, KVM_EXIT_MMIO);
 
-		expect_exit(m, cpu, KVM_EXIT_MMIO);
 		assert_int_equal(run->mmio.phys_addr, addr);
 		assert_int_equal(run->mmio.len, len);
 		assert_true(run->mmio.is_write);
-		memcpy(&value, run->mmio.data, len);
-		assert_int_equal(value, data);
-		assert_int_equal(machine_vcpu_dispatch(m, cpu, NULL), MACHINE_CONTINUE);
+		expect_data_and_dispatch(m, cpu, run->mmio.data, len, data);
 	}
 }
 
@@ -113,17 +123,13 @@ void vm_expect_pio_writes(struct machine *m, int cpu, uint16_t port, unsigned le
 			  uint64_t data, uint64_t count)
 {
 	for (uint64_t i = 0; i < count; i++) {
-		struct kvm_run *run = m->vcpus[cpu]->run;
-		uint64_t value = 0;
+		struct kvm_run *run = expect_exit(m, cpu, KVM_EXIT_IO);
 
-		expect_exit(m, cpu, KVM_EXIT_IO);
 		assert_int_equal(run->io.port, port);
 		assert_int_equal(run->io.size, len);
 		assert_int_equal(run->io.direction, KVM_EXIT_IO_OUT);
 		assert_int_equal(run->io.count, 1);
-		memcpy(&value, (uint8_t *)run + run->io.data_offset, len);
-		assert_int_equal(value, data);
-		assert_int_equal(machine_vcpu_dispatch(m, cpu, NULL), MACHINE_CONTINUE);
+		expect_data_and_dispatch(m, cpu, (uint8_t *)run + run->io.data_offset, len, data);
 	}
 }
 

@@ -138,6 +138,17 @@ static void unplace(struct world *w, struct mem_region *child)
 	w->parent[i] = NULL;
 }
 
+/* A device of @size with @ops placed at @addr in the root, for the dispatch
+ * tests: what reached it. */
+static struct recorder *device_at(struct world *w, uint64_t addr, const char *name,
+				  uint64_t size, const struct mr_ops *ops)
+{
+	struct mem_region *dev = io(w, name, size, ops);
+
+	place(w, NULL, addr, dev, 0);
+	return rec_of(w, dev);
+}
+
 static int setup(void **state)
 {
 	struct world *w = calloc(1, sizeof(*w));
@@ -189,6 +200,16 @@ static void assert_dump(void (*dump)(struct address_space *, FILE *),
 		print_error("got:\n%s\nexpected:\n%s\n", text, expected);
 	assert_string_equal(text, expected);
 	free(text);
+}
+
+/* A read of @size bytes at @addr: it must end in @result with @expected. */
+static void assert_read(struct world *w, uint64_t addr, unsigned size, int result,
+			uint64_t expected)
+{
+	uint64_t value = 0;
+
+	assert_int_equal(address_space_read(w->as, addr, &value, size), result);
+	assert_int_equal(value, expected);
 }
 
 #define assert_flat(w, expected) assert_dump(address_space_dump_flatview, (w)->as, \
@@ -292,8 +313,7 @@ static void test_alias_of_container(void **state)
 	place(w, NULL, 0x10000, keep(w, mr_new_alias("bar-win", bar, 0x700, 0x200)), 3);
 	assert_flat(w, "  0000000000010100-00000000000101ff (prio 2, i/o): c2\n");
 	rec_of(w, c2)->bytes[0x20] = 0x5a;
-	assert_int_equal(address_space_read(w->as, 0x10120, &value, 1), AS_OK);
-	assert_int_equal(value, 0x5a);
+	assert_read(w, 0x10120, 1, AS_OK, 0x5a);
 	assert_int_equal(address_space_read(w->as, 0x100ff, &value, 1), AS_UNASSIGNED);
 }
 
@@ -304,7 +324,6 @@ static void test_nested_containers_are_transparent(void **state)
 	struct mem_region *c2 = container(w, "c2", 0x1000);
 	struct mem_region *dev = io(w, "dev", 0x10, NULL);
 	struct recorder *r = rec_of(w, dev);
-	uint64_t value;
 
 	place(w, NULL, 0, io(w, "bg", 0x100000, NULL), -1);
 	place(w, NULL, 0x10000, c1, 0);
@@ -318,8 +337,7 @@ static void test_nested_containers_are_transparent(void **state)
 		       "  0000000000012000-00000000000fffff (prio -1, i/o): bg @0000000000012000\n");
 	r->bytes[4] = 0x78;
 	r->bytes[5] = 0x56;
-	assert_int_equal(address_space_read(w->as, 0x11014, &value, 2), AS_OK);
-	assert_int_equal(value, 0x5678);
+	assert_read(w, 0x11014, 2, AS_OK, 0x5678);
 	assert_access(r, 0, false, 4, 0x5678, 2);
 }
 
@@ -450,15 +468,11 @@ static void test_alias_cycle_keeps_previous_view(void **state)
 static void test_invalid_access_sizes(void **state)
 {
 	struct world *w = *state;
-	struct mem_region *r4 = io(w, "r4", 0x100, &only4_ops);
-	struct recorder *r = rec_of(w, r4);
+	struct recorder *r = device_at(w, 0, "r4", 0x100, &only4_ops);
 	struct as_stats stats;
-	uint64_t value = 0;
 
-	place(w, NULL, 0, r4, 0);
 	assert_int_equal(address_space_write(w->as, 0, 1, 1), AS_INVALID);
-	assert_int_equal(address_space_read(w->as, 0, &value, 2), AS_INVALID);
-	assert_int_equal(value, 0xffff);
+	assert_read(w, 0, 2, AS_INVALID, 0xffff);
 	assert_int_equal(address_space_write(w->as, 0, 1, 8), AS_INVALID);
 	assert_int_equal(address_space_write(w->as, 0, 1, 3), AS_INVALID); /* no such size */
 	assert_int_equal(r->nr, 0);
@@ -473,17 +487,13 @@ static void test_invalid_access_sizes(void **state)
 static void test_wide_access_split_little_endian(void **state)
 {
 	struct world *w = *state;
-	struct mem_region *dev = io(w, "dev", 0x100, &impl4_ops);
-	struct recorder *r = rec_of(w, dev);
-	uint64_t value = 0;
+	struct recorder *r = device_at(w, 0x1000, "dev", 0x100, &impl4_ops);
 
-	place(w, NULL, 0x1000, dev, 0);
 	assert_int_equal(address_space_write(w->as, 0x1010, 0x1122334455667788, 8), AS_OK);
 	assert_int_equal(r->nr, 2);
 	assert_access(r, 0, true, 0x10, 0x55667788, 4);
 	assert_access(r, 1, true, 0x14, 0x11223344, 4);
-	assert_int_equal(address_space_read(w->as, 0x1010, &value, 8), AS_OK);
-	assert_int_equal(value, 0x1122334455667788);
+	assert_read(w, 0x1010, 8, AS_OK, 0x1122334455667788);
 	assert_access(r, 2, false, 0x10, 0x55667788, 4);
 	assert_access(r, 3, false, 0x14, 0x11223344, 4);
 }
@@ -491,11 +501,8 @@ static void test_wide_access_split_little_endian(void **state)
 static void test_narrow_access_widened(void **state)
 {
 	struct world *w = *state;
-	struct mem_region *dev = io(w, "dev", 0x100, &impl4_ops);
-	struct recorder *r = rec_of(w, dev);
-	uint64_t value = 0;
+	struct recorder *r = device_at(w, 0, "dev", 0x100, &impl4_ops);
 
-	place(w, NULL, 0, dev, 0);
 	assert_int_equal(address_space_write(w->as, 0, 0x44332211, 4), AS_OK);
 	assert_int_equal(address_space_write(w->as, 4, 0x88776655, 4), AS_OK);
 	r->nr = 0;
@@ -504,30 +511,25 @@ static void test_narrow_access_widened(void **state)
 	assert_int_equal(r->nr, 2);
 	assert_access(r, 0, false, 0, 0x44332211, 4);
 	assert_access(r, 1, true, 0, 0x44ab2211, 4);
-	assert_int_equal(address_space_read(w->as, 1, &value, 2), AS_OK);
-	assert_int_equal(value, 0xab22);
+	assert_read(w, 1, 2, AS_OK, 0xab22);
 	/* Unaligned: two words, each patched. */
 	r->nr = 0;
 	assert_int_equal(address_space_write(w->as, 3, 0xbeef, 2), AS_OK);
 	assert_int_equal(r->nr, 4);
 	assert_access(r, 1, true, 0, 0xefab2211, 4);
 	assert_access(r, 3, true, 4, 0x887766be, 4);
-	assert_int_equal(address_space_read(w->as, 3, &value, 2), AS_OK);
-	assert_int_equal(value, 0xbeef);
+	assert_read(w, 3, 2, AS_OK, 0xbeef);
 }
 
 static void test_unassigned_accesses(void **state)
 {
 	struct world *w = *state;
 	struct as_stats stats;
-	uint64_t value = 0;
 
 	place(w, NULL, 0, io(w, "a", 0x100, NULL), 0);
 	assert_int_equal(address_space_write(w->as, 0x50000, 1, 4), AS_UNASSIGNED);
-	assert_int_equal(address_space_read(w->as, 0x50000, &value, 4), AS_UNASSIGNED);
-	assert_int_equal(value, 0xffffffff);
-	assert_int_equal(address_space_read(w->as, 0x100, &value, 8), AS_UNASSIGNED);
-	assert_int_equal(value, UINT64_MAX);
+	assert_read(w, 0x50000, 4, AS_UNASSIGNED, 0xffffffff);
+	assert_read(w, 0x100, 8, AS_UNASSIGNED, UINT64_MAX);
 	address_space_get_stats(w->as, &stats);
 	assert_int_equal(stats.unassigned, 3);
 	assert_int_equal(rec_of(w, w->mr[0])->nr, 0);
@@ -538,13 +540,11 @@ static void test_straddling_access_is_invalid(void **state)
 	struct world *w = *state;
 	struct mem_region *a = io(w, "a", 0x100, NULL);
 	struct mem_region *b = io(w, "b", 0x100, NULL);
-	uint64_t value = 0;
 
 	place(w, NULL, 0, a, 0);
 	place(w, NULL, 0x100, b, 0);
 	assert_int_equal(address_space_write(w->as, 0xfe, 0x11223344, 4), AS_INVALID);
-	assert_int_equal(address_space_read(w->as, 0x1fc, &value, 8), AS_INVALID);
-	assert_int_equal(value, UINT64_MAX);
+	assert_read(w, 0x1fc, 8, AS_INVALID, UINT64_MAX);
 	assert_int_equal(rec_of(w, a)->nr + rec_of(w, b)->nr, 0);
 	assert_int_equal(address_space_write(w->as, 0xfc, 0x11223344, 4), AS_OK);
 }
@@ -555,14 +555,13 @@ static void test_ram_is_accessed_directly(void **state)
 	static uint8_t host[0x1000];
 	struct mem_region *ram = keep(w, mr_new_ram("ram", sizeof(host), host, -1, 0));
 	struct mem_region *shared = keep(w, mr_new_ram("shared", 0x1000, host, 7, 0x2000));
-	uint64_t value = 0, fd_offset = 0;
+	uint64_t fd_offset = 0;
 
 	place(w, NULL, 0x4000, ram, 0);
 	assert_int_equal(address_space_write(w->as, 0x4010, 0xdeadbeef, 4), AS_RAM);
 	assert_int_equal(host[0x10], 0xef);
 	assert_int_equal(host[0x13], 0xde);
-	assert_int_equal(address_space_read(w->as, 0x4012, &value, 2), AS_RAM);
-	assert_int_equal(value, 0xdead);
+	assert_read(w, 0x4012, 2, AS_RAM, 0xdead);
 	assert_int_equal(mr_type(ram), MR_RAM);
 	assert_ptr_equal(mr_ram_ptr(ram), host);
 	assert_int_equal(mr_ram_fd(ram, &fd_offset), -ENOENT);

@@ -6,7 +6,6 @@
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -16,6 +15,7 @@
 
 #include "kickvm/memory.h"
 #include "kickvm/pci.h"
+#include "pci_world.h"
 
 #define NVEC        4
 #define BAR_ADDR    0xc0000000ull
@@ -23,32 +23,14 @@
 #define TABLE       BAR_ADDR
 #define PBA         (BAR_ADDR + 0x800)
 
-struct msg {
-	uint64_t addr;
-	uint32_t data;
-};
-
 struct fx {
-	struct mem_region *system, *io;
-	struct address_space *as_mem, *as_io;
-	struct pci_bus *bus;
+	struct pci_world pci;
+	struct msi_log msis;
 	struct pci_device d;
 	struct mem_region *bar, *bar2, *regs;
 	unsigned regs_reads;
-	pthread_mutex_t msgs_lock;
-	struct msg msgs[64];
-	_Atomic unsigned nr_msgs;
 	uint8_t cap;
 };
-
-static void hook(void *opaque, uint64_t addr, uint32_t data)
-{
-	struct fx *f = opaque;
-	unsigned n = atomic_fetch_add(&f->nr_msgs, 1);
-
-	if (n < 64)
-		f->msgs[n] = (struct msg){ addr, data };
-}
 
 static uint64_t regs_read(void *opaque, uint64_t offset, unsigned size)
 {
@@ -68,43 +50,34 @@ static const struct mr_ops regs_ops = { .read = regs_read, .write = regs_write }
 
 static void cfg_write(struct fx *f, unsigned off, uint32_t v, unsigned len)
 {
-	pci_bus_config_write(f->bus, 0, f->d.devfn, off, v, len);
+	pci_bus_config_write(f->pci.bus, 0, f->d.devfn, off, v, len);
 }
 
 static uint32_t cfg_read(struct fx *f, unsigned off, unsigned len)
 {
-	return pci_bus_config_read(f->bus, 0, f->d.devfn, off, len);
+	return pci_bus_config_read(f->pci.bus, 0, f->d.devfn, off, len);
 }
 
 static uint64_t rd(struct fx *f, uint64_t addr, unsigned len)
 {
 	uint64_t v = 0;
 
-	address_space_read(f->as_mem, addr, &v, len);
+	address_space_read(f->pci.as_mem, addr, &v, len);
 	return v;
 }
 
 static void wr(struct fx *f, uint64_t addr, uint64_t v, unsigned len)
 {
-	address_space_write(f->as_mem, addr, v, len);
+	address_space_write(f->pci.as_mem, addr, v, len);
 }
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct pci_host_config cfg = { 0 };
 
 	assert_non_null(f);
-	pthread_mutex_init(&f->msgs_lock, NULL);
-	f->system = mr_new_container("system", UINT64_MAX);
-	f->io = mr_new_container("io", 0x10000);
-	f->as_mem = address_space_new("memory", AS_MMIO, f->system);
-	f->as_io = address_space_new("io", AS_PIO, f->io);
-	cfg.system_root = f->system;
-	cfg.io_root = f->io;
-	cfg.msi_hook = hook;
-	cfg.msi_hook_opaque = f;
-	assert_int_equal(pci_bus_create(&cfg, &f->bus), 0);
+	msi_log_init(&f->msis);
+	assert_int_equal(pci_world_create(&f->pci, msi_log_hook, &f->msis), 0);
 
 	pci_device_init(&f->d, "msixdev", 0x1234, 0x1, 0xff0000, 0, 0, 0, NULL, f);
 	f->bar = mr_new_container("msix-bar", 0x1000);
@@ -116,7 +89,7 @@ static int setup(void **state)
 	assert_int_equal(pci_register_bar(&f->d, 0, PCI_BAR_MEM32, f->bar), 0);
 	assert_int_equal(pci_register_bar(&f->d, 2, PCI_BAR_MEM32, f->bar2), 0);
 	assert_int_equal(msix_init(&f->d, NVEC, 0, 0, 0, 0x800), 0);
-	assert_int_equal(pci_bus_add_device(f->bus, &f->d, -1), 0);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &f->d, -1), 0);
 	f->cap = pci_find_capability(&f->d, 0x11);
 	assert_int_equal(f->cap, 0x40);
 	cfg_write(f, 0x10, (uint32_t)BAR_ADDR, 4);
@@ -130,18 +103,14 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 
-	pci_bus_remove_device(f->bus, &f->d);
+	pci_bus_remove_device(f->pci.bus, &f->d);
 	msix_uninit(&f->d);
 	mr_del_subregion(f->bar, f->regs);
 	mr_free(f->regs);
 	mr_free(f->bar);
 	mr_free(f->bar2);
-	pci_bus_destroy(f->bus);
-	address_space_free(f->as_mem);
-	address_space_free(f->as_io);
-	mr_free(f->system);
-	mr_free(f->io);
-	pthread_mutex_destroy(&f->msgs_lock);
+	pci_world_destroy(&f->pci);
+	msi_log_cleanup(&f->msis);
 	free(f);
 	return 0;
 }
@@ -232,8 +201,8 @@ static void test_table_access(void **state)
 	/* Only dword and qword accesses. */
 	uint64_t v;
 
-	assert_int_equal(address_space_read(f->as_mem, TABLE + 24, &v, 2), AS_INVALID);
-	assert_int_equal(address_space_write(f->as_mem, TABLE + 24, 0, 1), AS_INVALID);
+	assert_int_equal(address_space_read(f->pci.as_mem, TABLE + 24, &v, 2), AS_INVALID);
+	assert_int_equal(address_space_write(f->pci.as_mem, TABLE + 24, 0, 1), AS_INVALID);
 	assert_int_equal(rd(f, TABLE + 24, 4), 0x4041);
 	assert_true(rd(f, TABLE + 28, 8) == UINT64_MAX);       /* misaligned qword */
 	/* Out-of-range vectors are ignored. */
@@ -250,28 +219,28 @@ static void test_masked_pending_unmask(void **state)
 	enable(f, true, false);
 	msix_notify(&f->d, 0);
 	msix_notify(&f->d, 0);
-	assert_int_equal(f->nr_msgs, 0);
+	assert_int_equal(f->msis.n, 0);
 	assert_true(msix_pending(&f->d, 0));
 	assert_int_equal(msix_delivered(&f->d, 0), 0);
 	assert_int_equal(rd(f, PBA, 4), 1);
 	assert_true(rd(f, PBA, 8) == 1);
 	/* Unmask: the pending one is delivered once and the bit clears. */
 	wr(f, TABLE + 12, 0, 4);
-	assert_int_equal(f->nr_msgs, 1);
-	assert_true(f->msgs[0].addr == 0xfee00000 && f->msgs[0].data == 0x31);
+	assert_int_equal(f->msis.n, 1);
+	assert_true(f->msis.msgs[0].addr == 0xfee00000 && f->msis.msgs[0].data == 0x31);
 	assert_false(msix_pending(&f->d, 0));
 	assert_int_equal(rd(f, PBA, 4), 0);
 	assert_int_equal(msix_delivered(&f->d, 0), 1);
 	/* Unmasked: straight through, with the current message. */
 	wr(f, TABLE + 8, 0x32, 4);
 	msix_notify(&f->d, 0);
-	assert_int_equal(f->nr_msgs, 2);
-	assert_int_equal(f->msgs[1].data, 0x32);
+	assert_int_equal(f->msis.n, 2);
+	assert_int_equal(f->msis.msgs[1].data, 0x32);
 	assert_int_equal(msix_delivered(&f->d, 0), 2);
 	/* Unmasking without anything pending sends nothing. */
 	wr(f, TABLE + 12, 1, 4);
 	wr(f, TABLE + 12, 0, 4);
-	assert_int_equal(f->nr_msgs, 2);
+	assert_int_equal(f->msis.n, 2);
 	/* Vector 3 pending lives in bit 3. */
 	program(f, 3, 0xfee00000, 0x77, true);
 	msix_notify(&f->d, 3);
@@ -287,27 +256,27 @@ static void test_function_mask_and_enable(void **state)
 	assert_true(msix_masked(&f->d, 2));
 	msix_notify(&f->d, 2);
 	assert_true(msix_pending(&f->d, 2));
-	assert_int_equal(f->nr_msgs, 0);
+	assert_int_equal(f->msis.n, 0);
 	/* Enabled with the function mask: still held. */
 	enable(f, true, true);
 	assert_true(msix_masked(&f->d, 2));
-	assert_int_equal(f->nr_msgs, 0);
+	assert_int_equal(f->msis.n, 0);
 	msix_notify(&f->d, 2);
-	assert_int_equal(f->nr_msgs, 0);
+	assert_int_equal(f->msis.n, 0);
 	/* Function mask cleared: the pending interrupt goes, once. */
 	enable(f, true, false);
-	assert_int_equal(f->nr_msgs, 1);
-	assert_int_equal(f->msgs[0].data, 0x50);
+	assert_int_equal(f->msis.n, 1);
+	assert_int_equal(f->msis.msgs[0].data, 0x50);
 	assert_false(msix_pending(&f->d, 2));
 	msix_notify(&f->d, 2);
-	assert_int_equal(f->nr_msgs, 2);
+	assert_int_equal(f->msis.n, 2);
 	/* Disabled again: pending again; enabling delivers. */
 	enable(f, false, false);
 	msix_notify(&f->d, 2);
-	assert_int_equal(f->nr_msgs, 2);
+	assert_int_equal(f->msis.n, 2);
 	assert_true(msix_pending(&f->d, 2));
 	cfg_write(f, f->cap + 3, 0x80, 1);
-	assert_int_equal(f->nr_msgs, 3);
+	assert_int_equal(f->msis.n, 3);
 	assert_int_equal(msix_delivered(&f->d, 2), 3);
 }
 
@@ -338,10 +307,10 @@ static void test_pba_read_only_and_reset(void **state)
 	/* Bus reset does the same (and turns decode off). */
 	enable(f, true, false);
 	program(f, 0, 0xfee00000, 0x11, false);
-	pci_bus_reset(f->bus);
+	pci_bus_reset(f->pci.bus);
 	assert_false(msix_enabled(&f->d));
 	assert_true(msix_masked(&f->d, 0));
-	assert_int_equal(f->nr_msgs, 0);
+	assert_int_equal(f->msis.n, 0);
 }
 
 /* Iothreads raising vectors while a vCPU toggles the mask: every raise
@@ -378,19 +347,21 @@ static void test_concurrent_notify(void **state)
 	msix_notify(&f->d, 0);
 	wr(f, TABLE + 12, 0, 4);
 	assert_false(msix_pending(&f->d, 0));
-	assert_int_equal(msix_delivered(&f->d, 0), f->nr_msgs);
-	assert_true(f->nr_msgs >= 1 && f->nr_msgs <= 2 * s.n + 1);
+	assert_int_equal(msix_delivered(&f->d, 0), f->msis.n);
+	assert_true(f->msis.n >= 1 && f->msis.n <= 2 * s.n + 1);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_capability, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_table_access, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_masked_pending_unmask, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_function_mask_and_enable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_pba_read_only_and_reset, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_concurrent_notify, setup, teardown),
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_capability),
+		T(test_table_access),
+		T(test_masked_pending_unmask),
+		T(test_function_mask_and_enable),
+		T(test_pba_read_only_and_reset),
+		T(test_concurrent_notify),
+#undef T
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include "kickvm/event.h"
 #include "kickvm/memory.h"
 #include "kickvm/pci.h"
+#include "pci_world.h"
 
 #define CMD   0x04
 #define STAT  0x06
@@ -94,26 +95,17 @@ static const struct pci_device_ops dummy_ops = {
 /* ---- fixture --------------------------------------------------------------------------- */
 
 struct fx {
-	struct mem_region *system, *io;
-	struct address_space *as_mem, *as_io;
-	struct pci_bus *bus;
+	struct pci_world pci;
 	struct dummy dm;
 };
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct pci_host_config cfg = { 0 };
 	struct dummy *dm = &f->dm;
 
 	assert_non_null(f);
-	f->system = mr_new_container("system", UINT64_MAX);
-	f->io = mr_new_container("io", 0x10000);
-	f->as_mem = address_space_new("memory", AS_MMIO, f->system);
-	f->as_io = address_space_new("io", AS_PIO, f->io);
-	cfg.system_root = f->system;
-	cfg.io_root = f->io;
-	assert_int_equal(pci_bus_create(&cfg, &f->bus), 0);
+	assert_int_equal(pci_world_create(&f->pci, NULL, NULL), 0);
 
 	pci_device_init(&dm->pci, "dummy", 0x1234, 0x5678, 0x028000, 3, 0x1af4, 0x42,
 			&dummy_ops, dm);
@@ -124,7 +116,7 @@ static int setup(void **state)
 					  dm->bar64), 0);
 	assert_int_equal(pci_register_bar(&dm->pci, 2, PCI_BAR_MEM32, dm->bar32), 0);
 	assert_int_equal(pci_register_bar(&dm->pci, 3, PCI_BAR_IO, dm->bario), 0);
-	assert_int_equal(pci_bus_add_device(f->bus, &dm->pci, -1), 0);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &dm->pci, -1), 0);
 	assert_int_equal(dm->pci.devfn, 1 << 3);
 	*state = f;
 	return 0;
@@ -135,15 +127,11 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	if (f->dm.pci.bus)
-		pci_bus_remove_device(f->bus, &f->dm.pci);
+		pci_bus_remove_device(f->pci.bus, &f->dm.pci);
 	mr_free(f->dm.bar64);
 	mr_free(f->dm.bar32);
 	mr_free(f->dm.bario);
-	pci_bus_destroy(f->bus);
-	address_space_free(f->as_mem);
-	address_space_free(f->as_io);
-	mr_free(f->system);
-	mr_free(f->io);
+	pci_world_destroy(&f->pci);
 	free(f);
 	return 0;
 }
@@ -152,18 +140,18 @@ static uint64_t ecam_rd(struct fx *f, unsigned bus, unsigned devfn, unsigned off
 {
 	uint64_t v = 0;
 
-	address_space_read(f->as_mem, PCI_ECAM_BASE + (bus << 20) + (devfn << 12) + off, &v, len);
+	address_space_read(f->pci.as_mem, PCI_ECAM_BASE + (bus << 20) + (devfn << 12) + off, &v, len);
 	return v;
 }
 
 static void ecam_wr(struct fx *f, unsigned devfn, unsigned off, uint64_t v, unsigned len)
 {
-	address_space_write(f->as_mem, PCI_ECAM_BASE + (devfn << 12) + off, v, len);
+	address_space_write(f->pci.as_mem, PCI_ECAM_BASE + (devfn << 12) + off, v, len);
 }
 
 static void cf8_select(struct fx *f, unsigned bus, unsigned devfn, unsigned off)
 {
-	address_space_write(f->as_io, PCI_CONFIG_ADDR_PORT,
+	address_space_write(f->pci.as_io, PCI_CONFIG_ADDR_PORT,
 			    0x80000000u | bus << 16 | devfn << 8 | (off & 0xfc), 4);
 }
 
@@ -172,14 +160,14 @@ static uint64_t cf8_rd(struct fx *f, unsigned bus, unsigned devfn, unsigned off,
 	uint64_t v = 0;
 
 	cf8_select(f, bus, devfn, off);
-	address_space_read(f->as_io, PCI_CONFIG_DATA_PORT + (off & 3), &v, len);
+	address_space_read(f->pci.as_io, PCI_CONFIG_DATA_PORT + (off & 3), &v, len);
 	return v;
 }
 
 static void cf8_wr(struct fx *f, unsigned devfn, unsigned off, uint64_t v, unsigned len)
 {
 	cf8_select(f, 0, devfn, off);
-	address_space_write(f->as_io, PCI_CONFIG_DATA_PORT + (off & 3), v, len);
+	address_space_write(f->pci.as_io, PCI_CONFIG_DATA_PORT + (off & 3), v, len);
 }
 
 #define DEV (1 << 3)
@@ -215,18 +203,18 @@ static void test_ids_and_absent_functions(void **state)
 	/* Misaligned ECAM accesses are refused. */
 	assert_int_equal(ecam_rd(f, 0, DEV, 2, 4), 0xffffffff);
 	/* CF8 reads back; with the enable bit clear the data port is dead. */
-	address_space_write(f->as_io, PCI_CONFIG_ADDR_PORT, 0x00000800, 4);
+	address_space_write(f->pci.as_io, PCI_CONFIG_ADDR_PORT, 0x00000800, 4);
 	{
 		uint64_t v;
 
-		address_space_read(f->as_io, PCI_CONFIG_ADDR_PORT, &v, 4);
+		address_space_read(f->pci.as_io, PCI_CONFIG_ADDR_PORT, &v, 4);
 		assert_int_equal(v, 0x800);
-		address_space_read(f->as_io, PCI_CONFIG_DATA_PORT, &v, 4);
+		address_space_read(f->pci.as_io, PCI_CONFIG_DATA_PORT, &v, 4);
 		assert_int_equal(v, 0xffffffff);
 	}
 	/* Direct calls agree. */
-	assert_int_equal(pci_bus_config_read(f->bus, 0, DEV, 0, 4), 0x56781234);
-	assert_int_equal(pci_bus_config_read(f->bus, 0, DEV, 4094, 4), 0xffffffff);
+	assert_int_equal(pci_bus_config_read(f->pci.bus, 0, DEV, 0, 4), 0x56781234);
+	assert_int_equal(pci_bus_config_read(f->pci.bus, 0, DEV, 4094, 4), 0xffffffff);
 }
 
 static void test_bar_sizing(void **state)
@@ -269,34 +257,12 @@ static void test_bar_sizing(void **state)
 	mr_free(odd);
 }
 
-struct ev_list {
-	uint64_t addr[8];
-	unsigned n;
-};
-
-static void collect_ev(const struct ioeventfd *ev, void *opaque)
-{
-	struct ev_list *l = opaque;
-
-	if (l->n < 8)
-		l->addr[l->n] = ev->addr;
-	l->n++;
-}
-
-static struct ev_list ioeventfds(struct fx *f)
-{
-	struct ev_list l = { 0 };
-
-	address_space_for_each_ioeventfd(f->as_mem, collect_ev, &l);
-	return l;
-}
-
 static void test_bar_mapping_and_moves(void **state)
 {
 	struct fx *f = *state;
 	struct dummy *dm = &f->dm;
 	struct event_notifier e;
-	struct ev_list l;
+	struct ioeventfd_list l;
 	uint64_t v;
 
 	assert_int_equal(event_notifier_init(&e, false), 0);
@@ -307,57 +273,57 @@ static void test_bar_mapping_and_moves(void **state)
 	ecam_wr(f, DEV, BAR0 + 8, 0xc0010000, 4);
 	cf8_wr(f, DEV, BAR0 + 12, 0xc000, 4);
 	/* Placed but decode off: nothing there yet. */
-	assert_int_equal(address_space_read(f->as_mem, 0xc0000010, &v, 4), AS_UNASSIGNED);
-	assert_int_equal(address_space_read(f->as_io, 0xc004, &v, 1), AS_UNASSIGNED);
-	assert_int_equal(ioeventfds(f).n, 0);
+	assert_int_equal(address_space_read(f->pci.as_mem, 0xc0000010, &v, 4), AS_UNASSIGNED);
+	assert_int_equal(address_space_read(f->pci.as_io, 0xc004, &v, 1), AS_UNASSIGNED);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, 0);
 
 	ecam_wr(f, DEV, CMD, 0x3, 2);
 	assert_true(pci_memory_enabled(&dm->pci));
-	assert_int_equal(address_space_read(f->as_mem, 0xc0000010, &v, 4), AS_OK);
+	assert_int_equal(address_space_read(f->pci.as_mem, 0xc0000010, &v, 4), AS_OK);
 	assert_int_equal(v, 0x5a10);
 	assert_int_equal(dm->rec64.reads, 1);
-	assert_int_equal(address_space_write(f->as_mem, 0xc0010020, 7, 4), AS_OK);
+	assert_int_equal(address_space_write(f->pci.as_mem, 0xc0010020, 7, 4), AS_OK);
 	assert_int_equal(dm->rec32.last_offset, 0x20);
-	assert_int_equal(address_space_read(f->as_io, 0xc004, &v, 1), AS_OK);
+	assert_int_equal(address_space_read(f->pci.as_io, 0xc004, &v, 1), AS_OK);
 	assert_int_equal(dm->recio.last_offset, 4);
-	l = ioeventfds(f);
+	l = ioeventfds_in(f->pci.as_mem);
 	assert_int_equal(l.n, 1);
 	assert_true(l.addr[0] == 0xc0000100);
-	assert_int_equal(address_space_write(f->as_mem, 0xc0000100, 1, 4), AS_IOEVENTFD);
+	assert_int_equal(address_space_write(f->pci.as_mem, 0xc0000100, 1, 4), AS_IOEVENTFD);
 	assert_int_equal(event_notifier_test_and_clear(&e), 1);
 
 	/* Move the 64-bit BAR above 4 GiB: region and ioeventfd go along. */
 	ecam_wr(f, DEV, BAR0 + 4, 0x1, 4);
 	assert_true(dm->pci.bars[0].addr == 0x1c0000000ull);
-	l = ioeventfds(f);
+	l = ioeventfds_in(f->pci.as_mem);
 	assert_int_equal(l.n, 1);
 	assert_true(l.addr[0] == 0x1c0000100ull);
-	assert_int_equal(address_space_read(f->as_mem, 0xc0000010, &v, 4), AS_UNASSIGNED);
-	assert_int_equal(address_space_read(f->as_mem, 0x1c0000010ull, &v, 4), AS_OK);
-	assert_int_equal(address_space_write(f->as_mem, 0x1c0000100ull, 1, 4), AS_IOEVENTFD);
+	assert_int_equal(address_space_read(f->pci.as_mem, 0xc0000010, &v, 4), AS_UNASSIGNED);
+	assert_int_equal(address_space_read(f->pci.as_mem, 0x1c0000010ull, &v, 4), AS_OK);
+	assert_int_equal(address_space_write(f->pci.as_mem, 0x1c0000100ull, 1, 4), AS_IOEVENTFD);
 	assert_int_equal(event_notifier_test_and_clear(&e), 1);
 	/* One 8-byte write moves the whole 64-bit BAR in one transaction. */
 	ecam_wr(f, DEV, BAR0, 0xd0000000ull, 8);
 	assert_true(dm->pci.bars[0].addr == 0xd0000000ull);
-	assert_true(ioeventfds(f).addr[0] == 0xd0000100ull);
+	assert_true(ioeventfds_in(f->pci.as_mem).addr[0] == 0xd0000100ull);
 	/* The I/O BAR moves too. */
 	cf8_wr(f, DEV, BAR0 + 12, 0xd000, 4);
-	assert_int_equal(address_space_read(f->as_io, 0xc004, &v, 1), AS_UNASSIGNED);
-	assert_int_equal(address_space_read(f->as_io, 0xd008, &v, 1), AS_OK);
+	assert_int_equal(address_space_read(f->pci.as_io, 0xc004, &v, 1), AS_UNASSIGNED);
+	assert_int_equal(address_space_read(f->pci.as_io, 0xd008, &v, 1), AS_OK);
 	assert_int_equal(dm->recio.last_offset, 8);
 
 	/* Memory decode off unmaps the memory BARs only. */
 	ecam_wr(f, DEV, CMD, 0x1, 2);
-	assert_int_equal(address_space_read(f->as_mem, 0xd0000010, &v, 4), AS_UNASSIGNED);
-	assert_int_equal(address_space_read(f->as_mem, 0xc0010000, &v, 4), AS_UNASSIGNED);
-	assert_int_equal(ioeventfds(f).n, 0);
-	assert_int_equal(address_space_read(f->as_io, 0xd008, &v, 1), AS_OK);
+	assert_int_equal(address_space_read(f->pci.as_mem, 0xd0000010, &v, 4), AS_UNASSIGNED);
+	assert_int_equal(address_space_read(f->pci.as_mem, 0xc0010000, &v, 4), AS_UNASSIGNED);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, 0);
+	assert_int_equal(address_space_read(f->pci.as_io, 0xd008, &v, 1), AS_OK);
 	/* And I/O decode off the I/O BAR. */
 	ecam_wr(f, DEV, CMD, 0x0, 2);
-	assert_int_equal(address_space_read(f->as_io, 0xd008, &v, 1), AS_UNASSIGNED);
+	assert_int_equal(address_space_read(f->pci.as_io, 0xd008, &v, 1), AS_UNASSIGNED);
 	/* Back on: back where the registers say. */
 	ecam_wr(f, DEV, CMD, 0x2, 1);
-	assert_true(ioeventfds(f).addr[0] == 0xd0000100ull);
+	assert_true(ioeventfds_in(f->pci.as_mem).addr[0] == 0xd0000100ull);
 	/* An address of 0 means unassigned. */
 	ecam_wr(f, DEV, BAR0 + 8, 0, 4);
 	assert_true(dm->pci.bars[2].addr == PCI_BAR_UNMAPPED);
@@ -428,7 +394,7 @@ static void test_capabilities(void **state)
 	assert_int_equal(pci_find_capability(&d, 0x11), 0x50);
 	assert_int_equal(pci_find_capability(&d, 0x10), 0);
 	d.config[c + 2] = 0xab;
-	assert_int_equal(pci_bus_add_device(f->bus, &d, 7), 0);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &d, 7), 0);
 
 	assert_int_equal(ecam_rd(f, 0, 7 << 3, STAT, 2) & 0x10, 0x10);
 	pos = (uint8_t)ecam_rd(f, 0, 7 << 3, CAPP, 1);
@@ -445,7 +411,7 @@ static void test_capabilities(void **state)
 	/* Capability headers and (unless the owner says) bodies are read-only. */
 	ecam_wr(f, 7 << 3, c, 0xffffffff, 4);
 	assert_int_equal(ecam_rd(f, 0, 7 << 3, c, 4), 0x00ab0005);
-	pci_bus_remove_device(f->bus, &d);
+	pci_bus_remove_device(f->pci.bus, &d);
 	assert_int_equal(ecam_rd(f, 0, 7 << 3, 0, 4), 0xffffffff);
 
 	/* Full. */
@@ -477,8 +443,8 @@ static void test_bus_master_and_reset(void **state)
 	ecam_wr(f, DEV, 0x3c, 0x0b, 1);
 	ecam_wr(f, DEV, CMD, 0x6, 2);
 	assert_true(dm->pci.bars[2].addr == 0xc0020000);
-	address_space_write(f->as_io, PCI_CONFIG_ADDR_PORT, 0x80000800, 4);
-	pci_bus_reset(f->bus);
+	address_space_write(f->pci.as_io, PCI_CONFIG_ADDR_PORT, 0x80000800, 4);
+	pci_bus_reset(f->pci.bus);
 	assert_int_equal(dm->resets, 1);
 	assert_int_equal(dm->bm_calls, 4);
 	assert_false(dm->bm_last);
@@ -490,9 +456,9 @@ static void test_bus_master_and_reset(void **state)
 	{
 		uint64_t v;
 
-		address_space_read(f->as_io, PCI_CONFIG_ADDR_PORT, &v, 4);
+		address_space_read(f->pci.as_io, PCI_CONFIG_ADDR_PORT, &v, 4);
 		assert_int_equal(v, 0);
-		assert_int_equal(address_space_read(f->as_mem, 0xc0020000, &v, 4), AS_UNASSIGNED);
+		assert_int_equal(address_space_read(f->pci.as_mem, 0xc0020000, &v, 4), AS_UNASSIGNED);
 	}
 	/* The ids survive. */
 	assert_int_equal(ecam_rd(f, 0, DEV, 0, 4), 0x56781234);
@@ -504,12 +470,12 @@ static void test_slots(void **state)
 	static struct pci_device many[32];
 	int added = 0, r;
 
-	assert_int_equal(pci_bus_add_device(f->bus, &many[0], 1), -EBUSY);
-	assert_int_equal(pci_bus_add_device(f->bus, &f->dm.pci, 5), -EINVAL);  /* plugged */
-	assert_int_equal(pci_bus_add_device(f->bus, &many[0], 32), -EINVAL);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &many[0], 1), -EBUSY);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &f->dm.pci, 5), -EINVAL);  /* plugged */
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &many[0], 32), -EINVAL);
 	for (int i = 0; i < 32; i++) {
 		pci_device_init(&many[i], "m", 0x1000, (uint16_t)i, 0, 0, 0, 0, NULL, NULL);
-		r = pci_bus_add_device(f->bus, &many[i], -1);
+		r = pci_bus_add_device(f->pci.bus, &many[i], -1);
 		if (r < 0) {
 			assert_int_equal(r, -ENOSPC);
 			break;
@@ -518,26 +484,28 @@ static void test_slots(void **state)
 		added++;
 	}
 	assert_int_equal(added, 30);   /* 32 slots minus host bridge and dummy */
-	pci_bus_remove_device(f->bus, &many[3]);
+	pci_bus_remove_device(f->pci.bus, &many[3]);
 	pci_device_init(&many[31], "m", 0x1000, 99, 0, 0, 0, 0, NULL, NULL);
-	assert_int_equal(pci_bus_add_device(f->bus, &many[31], -1), 0);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &many[31], -1), 0);
 	assert_int_equal(many[31].devfn, 5 << 3);
 	assert_int_equal(ecam_rd(f, 0, 5 << 3, 2, 2), 99);
 	for (int i = 0; i < 32; i++)
 		if (many[i].bus)
-			pci_bus_remove_device(f->bus, &many[i]);
+			pci_bus_remove_device(f->pci.bus, &many[i]);
 }
 
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_ids_and_absent_functions, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bar_sizing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bar_mapping_and_moves, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readonly_and_w1c, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_capabilities, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bus_master_and_reset, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_slots, setup, teardown),
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_ids_and_absent_functions),
+		T(test_bar_sizing),
+		T(test_bar_mapping_and_moves),
+		T(test_readonly_and_w1c),
+		T(test_capabilities),
+		T(test_bus_master_and_reset),
+		T(test_slots),
+#undef T
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -20,6 +20,7 @@
 #include "kickvm/guest_mem.h"
 #include "kickvm/log.h"
 #include "kickvm/virtio_devices.h"
+#include "virtio_driver.h"
 
 #define NEVER_MS   10000
 #define IMG_SIZE   (1u << 20)
@@ -214,26 +215,21 @@ static uint8_t do_req(struct drv *d, struct vreq *r, uint32_t type, uint64_t sec
 /* Negotiate @features (plus VERSION_1) and start the queue, as a driver. */
 static void driver_init(struct drv *d, uint64_t features)
 {
+	static const struct driver_queue q = {
+		.size = QSZ, .desc = DESC_GPA, .avail = AVAIL_GPA, .used = USED_GPA,
+		.vector = QVEC, .config_vector = CVEC,
+	};
 	struct virtio_dev *vdev = d->vdev;
-	struct virtio_queue *q = &vdev->queues[0];
+	uint8_t status;
 
 	memset(guest_mem_ptr(&d->gm, DESC_GPA, 0x30000), 0, 0x30000);
 	d->next_desc = d->avail_idx = d->used_seen = 0;
 	pthread_mutex_lock(&vdev->lock);
-	virtio_set_status(vdev, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	vdev->guest_features = (features | (1ull << VIRTIO_F_VERSION_1)) & vdev->host_features;
-	virtio_set_status(vdev, vdev->status | VIRTIO_STATUS_FEATURES_OK);
-	assert_true(vdev->status & VIRTIO_STATUS_FEATURES_OK);
-	q->size = QSZ;
-	q->desc = DESC_GPA;
-	q->driver = AVAIL_GPA;
-	q->device = USED_GPA;
-	q->vector = QVEC;
-	q->ready = true;
-	vdev->config_vector = CVEC;
-	virtio_set_status(vdev, vdev->status | VIRTIO_STATUS_DRIVER_OK);
-	assert_true(vdev->status & VIRTIO_STATUS_DRIVER_OK);
+	status = driver_start_queue0(vdev, (features | (1ull << VIRTIO_F_VERSION_1)) &
+					   vdev->host_features, &q);
 	pthread_mutex_unlock(&vdev->lock);
+	assert_true(status & VIRTIO_STATUS_FEATURES_OK);
+	assert_true(status & VIRTIO_STATUS_DRIVER_OK);
 }
 
 static int setup(void **state)

@@ -26,6 +26,7 @@
 #include "kickvm/log.h"
 #include "kickvm/memory.h"
 #include "kickvm/virtio_pci.h"
+#include "pci_world.h"
 
 #define NQ          2
 #define QMAX        256
@@ -111,24 +112,15 @@ static const struct virtio_dev_ops dummy_ops = {
 
 /* ---- fixture ------------------------------------------------------------------------- */
 
-struct msg {
-	uint64_t addr;
-	uint32_t data;
-};
-
 struct fx {
-	struct mem_region *system, *io;
-	struct address_space *as_mem, *as_io;
-	struct pci_bus *bus;
+	struct pci_world pci;
+	struct msi_log msis;               /* fed on the iothread */
 	struct guest_mem gm;
 	struct iothread *it;               /* NULL: the loop runs only when we say */
 	struct event_loop *loop;
 	struct virtio_dev vdev;
 	struct virtio_pci *vp;
 	struct dummy dm;
-	pthread_mutex_t msgs_lock;
-	_Atomic unsigned nr_msgs;
-	struct msg msgs[64];
 	/* what the driver found */
 	uint64_t common, isr, device, notify;
 	uint32_t mult, nvec;
@@ -136,45 +128,14 @@ struct fx {
 	uint16_t avail_idx[NQ];
 };
 
-/* Runs on the iothread: the message is stored before the count says so. */
-static void hook(void *opaque, uint64_t addr, uint32_t data)
-{
-	struct fx *f = opaque;
-	unsigned n;
-
-	pthread_mutex_lock(&f->msgs_lock);
-	n = atomic_load(&f->nr_msgs);
-	if (n < 64)
-		f->msgs[n] = (struct msg){ addr, data };
-	atomic_store(&f->nr_msgs, n + 1);
-	pthread_mutex_unlock(&f->msgs_lock);
-}
-
-static uint32_t msg_data(struct fx *f, unsigned i)
-{
-	uint32_t data;
-
-	pthread_mutex_lock(&f->msgs_lock);
-	data = f->msgs[i].data;
-	pthread_mutex_unlock(&f->msgs_lock);
-	return data;
-}
-
 static int make(void **state, bool ioeventfd, bool iothread)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct pci_host_config cfg = { 0 };
 	struct virtio_pci_opts opts = { .ioeventfd = ioeventfd, .slot = -1 };
 
 	assert_non_null(f);
-	pthread_mutex_init(&f->msgs_lock, NULL);
-	f->system = mr_new_container("system", UINT64_MAX);
-	f->io = mr_new_container("io", 0x10000);
-	f->as_mem = address_space_new("memory", AS_MMIO, f->system);
-	f->as_io = address_space_new("io", AS_PIO, f->io);
-	cfg = (struct pci_host_config){ .system_root = f->system, .io_root = f->io,
-					.msi_hook = hook, .msi_hook_opaque = f };
-	assert_int_equal(pci_bus_create(&cfg, &f->bus), 0);
+	msi_log_init(&f->msis);
+	assert_int_equal(pci_world_create(&f->pci, msi_log_hook, &f->msis), 0);
 	assert_int_equal(guest_mem_create(&f->gm, 1 << 20, 0xc0000000ull), 0);
 	if (iothread) {
 		assert_int_equal(iothread_new("vio0", &f->it), 0);
@@ -185,7 +146,7 @@ static int make(void **state, bool ioeventfd, bool iothread)
 	f->dm.writer = pthread_self();
 	memcpy(f->dm.config, "\x11\x22\x33\x44\x55\x66\x77\x88", 8);
 	virtio_dev_init(&f->vdev, &dummy_ops, &f->dm, "vdummy0", &f->gm, f->loop);
-	assert_int_equal(virtio_pci_create(f->bus, &f->vdev, &opts, &f->vp), 0);
+	assert_int_equal(virtio_pci_create(f->pci.bus, &f->vdev, &opts, &f->vp), 0);
 	*state = f;
 	return 0;
 }
@@ -205,12 +166,8 @@ static int teardown(void **state)
 	else
 		event_loop_free(f->loop);
 	guest_mem_destroy(&f->gm);
-	pci_bus_destroy(f->bus);
-	address_space_free(f->as_mem);
-	address_space_free(f->as_io);
-	mr_free(f->system);
-	mr_free(f->io);
-	pthread_mutex_destroy(&f->msgs_lock);
+	pci_world_destroy(&f->pci);
+	msi_log_cleanup(&f->msis);
 	free(f);
 	return 0;
 }
@@ -221,26 +178,26 @@ static uint32_t cfg_rd(struct fx *f, unsigned off, unsigned len)
 {
 	uint64_t v = 0;
 
-	address_space_read(f->as_mem, PCI_ECAM_BASE + (DEVFN << 12) + off, &v, len);
+	address_space_read(f->pci.as_mem, PCI_ECAM_BASE + (DEVFN << 12) + off, &v, len);
 	return (uint32_t)v;
 }
 
 static void cfg_wr(struct fx *f, unsigned off, uint32_t v, unsigned len)
 {
-	address_space_write(f->as_mem, PCI_ECAM_BASE + (DEVFN << 12) + off, v, len);
+	address_space_write(f->pci.as_mem, PCI_ECAM_BASE + (DEVFN << 12) + off, v, len);
 }
 
 static uint64_t rd(struct fx *f, uint64_t addr, unsigned len)
 {
 	uint64_t v = 0;
 
-	address_space_read(f->as_mem, addr, &v, len);
+	address_space_read(f->pci.as_mem, addr, &v, len);
 	return v;
 }
 
 static int wr(struct fx *f, uint64_t addr, uint64_t v, unsigned len)
 {
-	return address_space_write(f->as_mem, addr, v, len);
+	return address_space_write(f->pci.as_mem, addr, v, len);
 }
 
 /* Place the BARs, turn on decode and bus mastering, find the structures. */
@@ -326,13 +283,19 @@ static void program_msix(struct fx *f)
 	cfg_wr(f, f->msix_cap + 3, 0x80, 1);
 }
 
+/* Negotiate and set up every queue; @vectors: queue q gets vector q + 1. */
+static void set_up_queues(struct fx *f, bool vectors)
+{
+	negotiate(f);
+	for (unsigned q = 0; q < NQ; q++)
+		setup_queue(f, q, vectors ? (uint16_t)(q + 1) : VIRTIO_NO_VECTOR);
+}
+
 /* The whole bring-up; @vectors: queue q gets vector q + 1, config 0. */
 static void bring_up(struct fx *f, bool vectors)
 {
 	probe(f);
-	negotiate(f);
-	for (unsigned q = 0; q < NQ; q++)
-		setup_queue(f, q, vectors ? (uint16_t)(q + 1) : VIRTIO_NO_VECTOR);
+	set_up_queues(f, vectors);
 	wr(f, f->common + 0x10, vectors ? 0 : VIRTIO_NO_VECTOR, 2);
 	program_msix(f);
 	set_status(f, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
@@ -379,30 +342,6 @@ static bool wait_for(_Atomic unsigned *counter, unsigned want)
 		usleep(500);
 	}
 	return false;
-}
-
-struct ev_list {
-	uint64_t addr[8];
-	unsigned len[8], n;
-};
-
-static void collect(const struct ioeventfd *ev, void *opaque)
-{
-	struct ev_list *l = opaque;
-
-	if (l->n < 8) {
-		l->addr[l->n] = ev->addr;
-		l->len[l->n] = ev->len;
-	}
-	l->n++;
-}
-
-static struct ev_list ioeventfds(struct fx *f)
-{
-	struct ev_list l = { 0 };
-
-	address_space_for_each_ioeventfd(f->as_mem, collect, &l);
-	return l;
 }
 
 /* ---- tests ------------------------------------------------------------------------------- */
@@ -540,29 +479,27 @@ static void test_registers_out_of_range(void **state)
 static void test_notifiers_on_iothread(void **state)
 {
 	struct fx *f = *state;
-	struct ev_list l;
+	struct ioeventfd_list l;
 	unsigned resets;
 
 	probe(f);
-	negotiate(f);
-	for (unsigned q = 0; q < NQ; q++)
-		setup_queue(f, q, (uint16_t)(q + 1));
+	set_up_queues(f, true);
 	program_msix(f);
 	/* Queued before DRIVER_OK, no doorbell: the start kick finds it. */
 	add_buffer(f, 0);
-	assert_int_equal(ioeventfds(f).n, 0);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, 0);
 	set_status(f, 0xf);
 	assert_true(virtio_pci_notifiers_active(f->vp));
 	assert_true(wait_for(&f->dm.notifies[0], 1));
 	assert_true(wait_for(&f->dm.notifies[1], 1));
 	assert_false(atomic_load(&f->dm.on_writer_thread));
-	assert_true(wait_for(&f->nr_msgs, 1));
+	assert_true(wait_for(&f->msis.n, 1));
 	assert_int_equal(used_idx(f, 0), 1);
-	assert_int_equal(msg_data(f, 0), 0x41);          /* queue 0's vector 1 */
+	assert_int_equal(msi_log_data(&f->msis, 0), 0x41);          /* queue 0's vector 1 */
 	assert_int_equal(f->dm.starts, 1);
 
 	/* One len-0 ioeventfd per queue, each at its own doorbell. */
-	l = ioeventfds(f);
+	l = ioeventfds_in(f->pci.as_mem);
 	assert_int_equal(l.n, NQ);
 	for (unsigned q = 0; q < NQ; q++) {
 		assert_true(l.addr[q] == f->notify + q * 4);
@@ -573,8 +510,8 @@ static void test_notifiers_on_iothread(void **state)
 	assert_int_equal(doorbell(f, 1), AS_IOEVENTFD);
 	assert_true(wait_for(&f->dm.notifies[1], 2));
 	assert_false(atomic_load(&f->dm.on_writer_thread));
-	assert_true(wait_for(&f->nr_msgs, 2));
-	assert_int_equal(msg_data(f, 1), 0x42);
+	assert_true(wait_for(&f->msis.n, 2));
+	assert_int_equal(msi_log_data(&f->msis, 1), 0x42);
 	assert_int_equal(used_idx(f, 1), 1);
 	assert_int_equal(virtio_pci_trapped_notifies(f->vp), 0);
 	assert_true(atomic_load(&f->vdev.queues[1].notifies) >= 2);
@@ -587,7 +524,7 @@ static void test_notifiers_on_iothread(void **state)
 	resets = f->dm.resets;
 	set_status(f, 0);
 	assert_false(virtio_pci_notifiers_active(f->vp));
-	assert_int_equal(ioeventfds(f).n, 0);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, 0);
 	assert_int_equal(f->dm.resets, resets + 1);
 	assert_int_equal(f->vdev.queues[0].notifier.fd, -1);
 	assert_int_equal(rd(f, f->common + 0x18, 2), QMAX);
@@ -597,7 +534,7 @@ static void test_notifiers_on_iothread(void **state)
 	/* And a second life works the same. */
 	bring_up(f, true);
 	assert_true(virtio_pci_notifiers_active(f->vp));
-	assert_int_equal(ioeventfds(f).n, NQ);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, NQ);
 }
 
 /* With nobody running the loop, the test sees exactly what stop drains. */
@@ -641,15 +578,15 @@ static void test_ioeventfd_off(void **state)
 
 	bring_up(f, true);
 	assert_false(virtio_pci_notifiers_active(f->vp));
-	assert_int_equal(ioeventfds(f).n, 0);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, 0);
 	add_buffer(f, 1);
 	assert_int_equal(doorbell(f, 1), AS_OK);
 	/* Served before the write returned, on the writing thread. */
 	assert_int_equal(f->dm.notifies[1], 1);
 	assert_true(atomic_load(&f->dm.on_writer_thread));
 	assert_int_equal(used_idx(f, 1), 1);
-	assert_int_equal(f->nr_msgs, 1);
-	assert_int_equal(msg_data(f, 0), 0x42);
+	assert_int_equal(f->msis.n, 1);
+	assert_int_equal(msi_log_data(&f->msis, 0), 0x42);
 	assert_int_equal(virtio_pci_trapped_notifies(f->vp), 1);
 	assert_int_equal(atomic_load(&f->vdev.queues[1].notifies), 1);
 	/* A doorbell beyond the queues is trapped and ignored. */
@@ -666,7 +603,7 @@ static void test_bus_master_stops_notifiers(void **state)
 	assert_true(wait_for(&f->dm.notifies[0], 1));
 	cfg_wr(f, 0x04, 0x2, 2);                         /* master off */
 	assert_false(virtio_pci_notifiers_active(f->vp));
-	assert_int_equal(ioeventfds(f).n, 0);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, 0);
 	/* The device may not touch the rings now: a doorbell is dropped. */
 	add_buffer(f, 0);
 	assert_int_equal(doorbell(f, 0), AS_OK);
@@ -674,10 +611,10 @@ static void test_bus_master_stops_notifiers(void **state)
 	/* Master back on: notifiers again, and the kick finds the buffer. */
 	cfg_wr(f, 0x04, 0x6, 2);
 	assert_true(virtio_pci_notifiers_active(f->vp));
-	assert_true(wait_for(&f->nr_msgs, 1));
+	assert_true(wait_for(&f->msis.n, 1));
 	assert_int_equal(used_idx(f, 0), 1);
 	/* A PCI reset takes everything down. */
-	pci_bus_reset(f->bus);
+	pci_bus_reset(f->pci.bus);
 	assert_false(virtio_pci_notifiers_active(f->vp));
 	assert_int_equal(status(f), 0xff);               /* decode is off now */
 	assert_int_equal(f->vdev.status, 0);
@@ -696,7 +633,7 @@ static void test_needs_reset_and_isr(void **state)
 	for (int i = 0; i < 4000 && used_idx(f, 0) < 1; i++)
 		usleep(500);
 	assert_int_equal(used_idx(f, 0), 1);
-	assert_int_equal(f->nr_msgs, 0);
+	assert_int_equal(f->msis.n, 0);
 	assert_int_equal(rd(f, f->isr, 1), 1);
 	assert_int_equal(rd(f, f->isr, 1), 0);
 
@@ -706,8 +643,8 @@ static void test_needs_reset_and_isr(void **state)
 	virtio_dev_set_broken(&f->vdev, "test says so");
 	pthread_mutex_unlock(&f->vdev.lock);
 	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
-	assert_int_equal(f->nr_msgs, 1);
-	assert_int_equal(msg_data(f, 0), 0x40);
+	assert_int_equal(f->msis.n, 1);
+	assert_int_equal(msi_log_data(&f->msis, 0), 0x40);
 	assert_int_equal(rd(f, f->isr, 4), 2);
 	assert_int_equal(rd(f, f->isr, 1), 0);
 	/* A broken device serves no doorbells. */
@@ -776,9 +713,7 @@ static void test_fallback_when_start_fails(void **state)
 	int nfds;
 
 	probe(f);
-	negotiate(f);
-	for (unsigned q = 0; q < NQ; q++)
-		setup_queue(f, q, (uint16_t)(q + 1));
+	set_up_queues(f, true);
 	program_msix(f);
 	add_buffer(f, 0);
 	/* No fd left for the notifiers' eventfds. */
@@ -793,7 +728,7 @@ static void test_fallback_when_start_fails(void **state)
 	setrlimit(RLIMIT_NOFILE, &old);
 	assert_int_equal(log_count(LOG_WARN), warns + 1);
 	assert_false(virtio_pci_notifiers_active(f->vp));
-	assert_int_equal(ioeventfds(f).n, 0);
+	assert_int_equal(ioeventfds_in(f->pci.as_mem).n, 0);
 	/* The start kick was served here, and doorbells are served trapped. */
 	assert_int_equal(f->dm.notifies[0], 1);
 	assert_int_equal(used_idx(f, 0), 1);
@@ -804,9 +739,7 @@ static void test_fallback_when_start_fails(void **state)
 	assert_int_equal(used_idx(f, 0), 2);
 	/* Logged once per device, even across resets. */
 	set_status(f, 0);
-	negotiate(f);
-	for (unsigned q = 0; q < NQ; q++)
-		setup_queue(f, q, (uint16_t)(q + 1));
+	set_up_queues(f, true);
 	setrlimit(RLIMIT_NOFILE, &low);
 	nfds = exhaust_fds(fds, 4096);
 	set_status(f, 0xf);
@@ -823,16 +756,18 @@ static void test_fallback_when_start_fails(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_layout, setup_iothread, teardown),
-		cmocka_unit_test_setup_teardown(test_features, setup_iothread, teardown),
-		cmocka_unit_test_setup_teardown(test_registers_out_of_range, setup_iothread, teardown),
-		cmocka_unit_test_setup_teardown(test_notifiers_on_iothread, setup_iothread, teardown),
-		cmocka_unit_test_setup_teardown(test_stop_runs_handler_once, setup_idle, teardown),
-		cmocka_unit_test_setup_teardown(test_ioeventfd_off, setup_off, teardown),
-		cmocka_unit_test_setup_teardown(test_bus_master_stops_notifiers, setup_iothread, teardown),
-		cmocka_unit_test_setup_teardown(test_needs_reset_and_isr, setup_iothread, teardown),
-		cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup_iothread, teardown),
-		cmocka_unit_test_setup_teardown(test_fallback_when_start_fails, setup_idle, teardown),
+#define T(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+		T(test_layout, setup_iothread),
+		T(test_features, setup_iothread),
+		T(test_registers_out_of_range, setup_iothread),
+		T(test_notifiers_on_iothread, setup_iothread),
+		T(test_stop_runs_handler_once, setup_idle),
+		T(test_ioeventfd_off, setup_off),
+		T(test_bus_master_stops_notifiers, setup_iothread),
+		T(test_needs_reset_and_isr, setup_iothread),
+		T(test_pci_cfg_window, setup_iothread),
+		T(test_fallback_when_start_fails, setup_idle),
+#undef T
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
