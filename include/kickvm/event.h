@@ -104,9 +104,24 @@ void event_loop_stop(struct event_loop *loop);
 #define IOTHREAD_POLL_NS 32768
 
 typedef bool poll_fn(void *opaque);
-/* Add (or, with @poll NULL, remove) the poller identified by @opaque. Same
- * threading rule as event_loop_set_fd_handler(). */
-int event_loop_set_poll(struct event_loop *loop, poll_fn *poll, event_fn *ready, void *opaque);
+
+struct event_poller {
+	poll_fn *poll;                 /* is there work? (cheap, no syscall) */
+	event_fn *ready;               /* do it */
+	/* Optional.  @begin runs when the loop starts spinning, @end when it
+	 * stops (before it sleeps, or goes on to what it found).  While it
+	 * spins, the wake-ups that spinning makes needless can be switched
+	 * off (a virtqueue asks the driver not to ring its doorbell) and
+	 * @end switches them on again, returning true if work came in
+	 * meanwhile (then @ready runs).  @end may run without @begin (a
+	 * poller added while the loop spins) and must cope. */
+	event_fn *begin;
+	poll_fn *end;
+};
+
+/* Add (or, with @p NULL, remove) the poller identified by @opaque; @p is
+ * copied.  Same threading rule as event_loop_set_fd_handler(). */
+int event_loop_set_poll(struct event_loop *loop, const struct event_poller *p, void *opaque);
 /* 0 switches polling off. */
 void event_loop_set_poll_ns(struct event_loop *loop, uint64_t ns);
 uint64_t event_loop_poll_ns(const struct event_loop *loop);

@@ -80,6 +80,7 @@ struct virtio_queue {
 	struct event_notifier notifier;
 	bool notifier_active;
 	_Atomic uint64_t notifies;     /* notifications handled */
+	_Atomic uint64_t polled;       /* of those, requests found by polling */
 	_Atomic uint64_t interrupts;   /* used-buffer interrupts raised */
 	/* Doorbell accounting by path (the transport keeps it): */
 	_Atomic uint64_t signals;      /* notifier signals consumed, kicks included */

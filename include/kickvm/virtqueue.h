@@ -40,6 +40,7 @@ struct virtq {
 	bool signalled_used_valid;
 	bool broken;
 	const char *error;            /* why it broke (static string) */
+	bool polled;                  /* notifications kept off: someone polls */
 };
 
 struct virtq_iov {
@@ -75,6 +76,10 @@ bool virtq_should_notify(struct virtq *vq);
  * re-enables (avail_event = last_avail). Callers re-check the ring after
  * enabling, to close the race with a driver that just added work. */
 void virtq_set_notification(struct virtq *vq, bool enable);
+/* A poller watches the ring (event.h): notifications stay off, whatever
+ * virtq_set_notification() is asked, until virtq_set_polled(vq, false)
+ * re-enables them (the caller re-checks the ring after that, as above). */
+void virtq_set_polled(struct virtq *vq, bool polled);
 /* Entries the driver made available that we have not taken yet. */
 int virtq_pending(const struct virtq *vq);
 

@@ -438,7 +438,8 @@ int blk_open(const char *path, const struct blk_opts *opts, struct event_loop *l
 	}
 	r = event_loop_set_notifier(loop, &b->done_ev, on_done, b);
 	if (!r && (b->engine->ready || b->inline_io))
-		r = event_loop_set_poll(loop, poll_completions, poll_ready, b);
+		r = event_loop_set_poll(loop, &(struct event_poller){ .poll = poll_completions,
+								      .ready = poll_ready }, b);
 	if (r < 0) {
 		event_loop_set_notifier(loop, &b->done_ev, NULL, NULL);
 		b->engine->fini(b);
@@ -466,7 +467,7 @@ void blk_close(struct blk_backend *b)
 	 * holding the loop when nobody runs it.  So the caller must not hold
 	 * a lock its done() takes. */
 	event_loop_call_sync(b->loop, deliver_all, b);
-	event_loop_set_poll(b->loop, NULL, NULL, b);
+	event_loop_set_poll(b->loop, NULL, b);
 	event_loop_set_notifier(b->loop, &b->done_ev, NULL, NULL);
 	b->engine->fini(b);
 	free_backend(b);

@@ -3,7 +3,8 @@
  * with host notifiers (ioeventfd) on and off, at one or more queue depths,
  * all in one run.  The virtio guest does the I/O at CPL3 and polls; the host
  * timestamps the guest's two syncs around the measured part and counts
- * userspace exits and MSI-X interrupts in between.
+ * userspace exits, doorbell writes (a polling iothread tells the driver it
+ * need not ring) and MSI-X interrupts in between.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -28,7 +29,7 @@ struct blk_run {
 	const char *op;
 	unsigned qd;
 	bool ioeventfd;
-	uint64_t ns, exits, irqs, reqs;
+	uint64_t ns, exits, irqs, doorbells, reqs;
 };
 
 struct blk_bench {
@@ -54,6 +55,15 @@ static uint64_t device_interrupts(struct machine_device *md)
 	return n;
 }
 
+/* Doorbell writes that reached the device, by any path. */
+static uint64_t doorbells(struct machine_device *md)
+{
+	struct virtio_pci_doorbells db;
+
+	virtio_pci_doorbells(md->vp, 0, &db);
+	return db.doorbells;
+}
+
 static uint64_t exits(struct machine *m)
 {
 	return m->vcpus[0]->stats.exits_mmio + m->vcpus[0]->stats.exits_pio;
@@ -70,7 +80,7 @@ static int run_one(struct blk_bench *b, struct blk_run *r)
 	struct machine *m = NULL;
 	const char *why = NULL;
 	char cmdline[256];
-	uint64_t t0 = 0, e0 = 0, i0 = 0;
+	uint64_t t0 = 0, e0 = 0, i0 = 0, d0 = 0;
 	FILE *devnull = fopen("/dev/null", "w");
 	int ret, stage = 0;
 
@@ -112,10 +122,12 @@ static int run_one(struct blk_bench *b, struct blk_run *r)
 			t0 = clock_ns();
 			e0 = exits(m);
 			i0 = device_interrupts(md);
+			d0 = doorbells(md);
 		} else if (stage == 2) {
 			r->ns = clock_ns() - t0;
 			r->exits = exits(m) - e0 - 1;     /* not the closing sync */
 			r->irqs = device_interrupts(md) - i0;
+			r->doorbells = doorbells(md) - d0;
 			r->reqs = b->reqs;
 		}
 	}
@@ -164,9 +176,10 @@ static void report(const struct blk_bench *b, bool json)
 			const struct blk_run *r = &b->runs[i];
 
 			printf("%s{\"op\":\"%s\",\"qd\":%u,\"ioeventfd\":\"%s\",\"req_per_s\":%.0f,"
-			       "\"exits_per_req\":%.3f,\"irqs_per_req\":%.3f}", i ? "," : "", r->op,
-			       r->qd, r->ioeventfd ? "on" : "off", req_per_s(r),
-			       (double)r->exits / (double)r->reqs, (double)r->irqs / (double)r->reqs);
+			       "\"exits_per_req\":%.3f,\"doorbells_per_req\":%.3f,\"irqs_per_req\":%.3f}",
+			       i ? "," : "", r->op, r->qd, r->ioeventfd ? "on" : "off", req_per_s(r),
+			       (double)r->exits / (double)r->reqs, (double)r->doorbells / (double)r->reqs,
+			       (double)r->irqs / (double)r->reqs);
 		}
 		printf("]}\n");
 		return;
@@ -174,13 +187,14 @@ static void report(const struct blk_bench *b, bool json)
 	printf("kickvm bench blk: 4 KiB random I/O, %" PRIu64 " requests per run, cache=%s, "
 	       "aio=%s, guest %s\n", b->reqs, b->direct ? "none" : "writeback",
 	       b->aio_used ? b->aio_used : "?", b->irq ? "interrupt-driven" : "polled");
-	printf("%-10s %4s %10s %12s %12s %12s\n", "op", "qd", "ioeventfd", "req/s", "exits/req",
-	       "irqs/req");
+	printf("%-10s %4s %10s %12s %12s %14s %12s\n", "op", "qd", "ioeventfd", "req/s",
+	       "exits/req", "doorbells/req", "irqs/req");
 	for (int i = 0; i < b->nr; i++) {
 		const struct blk_run *r = &b->runs[i];
 
-		printf("%-10s %4u %10s %12.0f %12.3f %12.3f\n", r->op, r->qd, r->ioeventfd ? "on" : "off",
-		       req_per_s(r), (double)r->exits / (double)r->reqs, (double)r->irqs / (double)r->reqs);
+		printf("%-10s %4u %10s %12.0f %12.3f %14.3f %12.3f\n", r->op, r->qd,
+		       r->ioeventfd ? "on" : "off", req_per_s(r), (double)r->exits / (double)r->reqs,
+		       (double)r->doorbells / (double)r->reqs, (double)r->irqs / (double)r->reqs);
 	}
 	printf("ioeventfd on / off (same run):\n");
 	for (int i = 0; i < b->nr; i++) {

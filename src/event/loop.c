@@ -76,7 +76,7 @@ struct event_loop {
 	uint64_t timer_pass;
 
 	/* Holder thread only (changed through call_sync). */
-	struct poller { poll_fn *poll; event_fn *ready; void *opaque; } *pollers;
+	struct poller { struct event_poller ops; void *opaque; } *pollers;
 	unsigned nr_pollers;
 	_Atomic uint64_t poll_ns;
 
@@ -465,7 +465,7 @@ static void do_set_poll(void *opaque)
 
 	for (i = 0; i < loop->nr_pollers && loop->pollers[i].opaque != a->p.opaque; i++)
 		;
-	if (!a->p.poll) {  /* remove */
+	if (!a->p.ops.poll) {  /* remove */
 		if (i < loop->nr_pollers)
 			loop->pollers[i] = loop->pollers[--loop->nr_pollers];
 		return;
@@ -483,12 +483,14 @@ static void do_set_poll(void *opaque)
 	loop->pollers[i] = a->p;
 }
 
-int event_loop_set_poll(struct event_loop *loop, poll_fn *poll, event_fn *ready, void *opaque)
+int event_loop_set_poll(struct event_loop *loop, const struct event_poller *p, void *opaque)
 {
-	struct poll_args a = { .loop = loop, .p = { poll, ready, opaque } };
+	struct poll_args a = { .loop = loop, .p = { .opaque = opaque } };
 
-	if (poll && !ready)
+	if (p && (!p->poll || !p->ready))
 		return -EINVAL;
+	if (p)
+		a.p.ops = *p;
 	event_loop_call_sync(loop, do_set_poll, &a);
 	return a.ret;
 }
@@ -677,13 +679,16 @@ static int busy_poll(struct event_loop *loop)
 
 	if (!window || !loop->nr_pollers)
 		return 0;
+	for (unsigned i = 0; i < loop->nr_pollers; i++)
+		if (loop->pollers[i].ops.begin)
+			loop->pollers[i].ops.begin(loop->pollers[i].opaque);
 	start = clock_ns();
 	do {
 		for (unsigned i = 0; i < loop->nr_pollers; i++) {
 			struct poller p = loop->pollers[i];  /* ready() may change the set */
 
-			if (p.poll(p.opaque)) {
-				p.ready(p.opaque);
+			if (p.ops.poll(p.opaque)) {
+				p.ops.ready(p.opaque);
 				n++;
 			}
 		}
@@ -691,6 +696,15 @@ static int busy_poll(struct event_loop *loop)
 			break;
 		__builtin_ia32_pause();
 	} while (clock_ns() - start < window);
+	/* Re-arm what @begin switched off; what came in meanwhile is work. */
+	for (unsigned i = 0; i < loop->nr_pollers; i++) {
+		struct poller p = loop->pollers[i];
+
+		if (p.ops.end && p.ops.end(p.opaque)) {
+			p.ops.ready(p.opaque);
+			n++;
+		}
+	}
 	return n;
 }
 

@@ -47,9 +47,10 @@ static void print_virtio_device(struct machine_device *md, FILE *out)
 		struct virtio_pci_doorbells db;
 
 		virtio_pci_doorbells(md->vp, q, &db);
-		fprintf(out, "  queue %u: notifies handled %" PRIu64 ", interrupts %" PRIu64
-			", doorbells %" PRIu64 " (kvm %" PRIu64 ", userspace fallback %" PRIu64
-			", trapped %" PRIu64 ")\n", q, (uint64_t)vdev->queues[q].notifies,
+		fprintf(out, "  queue %u: notifies handled %" PRIu64 " (found by polling %" PRIu64
+			"), interrupts %" PRIu64 ", doorbells %" PRIu64 " (kvm %" PRIu64
+			", userspace fallback %" PRIu64 ", trapped %" PRIu64 ")\n", q,
+			(uint64_t)vdev->queues[q].notifies, (uint64_t)vdev->queues[q].polled,
 			(uint64_t)vdev->queues[q].interrupts, db.doorbells, db.kvm, db.fallback,
 			db.trapped);
 	}

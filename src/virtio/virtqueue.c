@@ -405,6 +405,7 @@ void virtq_set_notification(struct virtq *vq, bool enable)
 
 	if (!rings(vq, &r))
 		return;
+	enable = enable && !vq->polled;
 	if (vq->event_idx) {
 		/* Disabled: one behind what we will take next.  The driver can
 		 * be at most num (≤ 32768) entries ahead of last_avail, so it
@@ -418,6 +419,12 @@ void virtq_set_notification(struct virtq *vq, bool enable)
 	/* The caller re-checks the ring after enabling: that read must not pass
 	 * our store (the driver does store idx, fence, read flags/avail_event). */
 	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+}
+
+void virtq_set_polled(struct virtq *vq, bool polled)
+{
+	vq->polled = polled;
+	virtq_set_notification(vq, !polled);
 }
 
 int virtq_pending(const struct virtq *vq)

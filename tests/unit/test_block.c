@@ -471,6 +471,18 @@ static void test_short_read(void **state)
 }
 
 /* O_DIRECT: aligned I/O works; a misaligned buffer fails in done(), not in submit. */
+/* The kernel's own answer to a misaligned O_DIRECT read into @buf. */
+static int misaligned_direct_read(struct ctx *c, uint8_t *buf)
+{
+	int fd = open(c->path, O_RDONLY | O_DIRECT);
+	ssize_t n;
+
+	assert_true(fd >= 0);
+	n = pread(fd, buf, BS, 0);
+	close(fd);
+	return n < 0 ? -errno : 0;
+}
+
 static void test_direct(void **state)
 {
 	struct ctx *c = ctx(state);
@@ -491,7 +503,9 @@ static void test_direct(void **state)
 	bad.req.iov = bad.iov;
 	assert_int_equal(blk_submit(c->b, &bad.req), 0);
 	assert_true(RUN_UNTIL(c->loop, atomic_load(&bad.done)));
-	assert_int_equal(bad.ret, -EINVAL);
+	/* What the kernel says, delivered as a result (tmpfs takes O_DIRECT
+	 * without enforcing alignment). */
+	assert_int_equal(bad.ret, misaligned_direct_read(c, bad.buf + 1));
 	free(io.buf);
 	free(bad.buf);
 }
@@ -671,6 +685,15 @@ static bool file_takes_nowait_writes(struct ctx *c)
 	return pwritev2(c->fd, &iov, 1, 0, RWF_NOWAIT) == BS || errno != EOPNOTSUPP;
 }
 
+/* Would the file take a read with RWF_NOWAIT? */
+static bool file_takes_nowait_reads(struct ctx *c)
+{
+	uint8_t buf[BS];
+	struct iovec iov = { buf, BS };
+
+	return preadv2(c->fd, &iov, 1, 0, RWF_NOWAIT) >= 0 || errno != EOPNOTSUPP;
+}
+
 /* Cached reads and small writes are served inline, the data lands on the
  * file, done() still runs later in the loop; a read of pages not in the
  * cache goes to the engine. */
@@ -698,7 +721,13 @@ static void test_inline_served(void **state)
 	for (int i = 0; i < NREQ; i++)
 		assert_int_equal(submit(c, &r[i], BLK_READ, w[i].req.offset, BS), 0);
 	assert_true(RUN_UNTIL(c->loop, c->completed == 2 * NREQ));
-	assert_int_equal(stats(c).inline_ios, 2 * NREQ);  /* just written: cached */
+	if (file_takes_nowait_reads(c)) {
+		assert_int_equal(stats(c).inline_ios, 2 * NREQ);  /* just written: cached */
+	} else {
+		/* tmpfs before Linux 6.6: reads go to the engine. */
+		print_message("the file refuses RWF_NOWAIT reads: reads through the engine\n");
+		assert_int_equal(stats(c).engine_ios, NREQ);
+	}
 	for (int i = 0; i < NREQ; i++) {
 		assert_int_equal(r[i].ret, 0);
 		assert_memory_equal(r[i].buf, w[i].buf, BS);

@@ -837,8 +837,10 @@ static void test_busy_polling(void **state)
 	assert_int_equal(iothread_new("poller", &it), 0);
 	loop = iothread_loop(it);
 	assert_int_equal(event_loop_poll_ns(loop), IOTHREAD_POLL_NS);
-	assert_int_equal(event_loop_set_poll(loop, test_poll, NULL, &p), -EINVAL);
-	assert_int_equal(event_loop_set_poll(loop, test_poll, test_poll_ready, &p), 0);
+	assert_int_equal(event_loop_set_poll(loop, &(struct event_poller){ .poll = test_poll }, &p),
+			 -EINVAL);
+	assert_int_equal(event_loop_set_poll(loop, &(struct event_poller){ .poll = test_poll,
+						 .ready = test_poll_ready }, &p), 0);
 	/* Nothing wakes the loop: it must find the work by polling on its
 	 * next pass, so make it pass (a deferred call wakes it once). */
 	p.work = 3;
@@ -849,12 +851,81 @@ static void test_busy_polling(void **state)
 	assert_int_equal(p.readies, 3);
 	assert_false(pthread_equal(p.ready_thread, pthread_self()));  /* the iothread's */
 	/* Removed: never called again. */
-	assert_int_equal(event_loop_set_poll(loop, NULL, NULL, &p), 0);
+	assert_int_equal(event_loop_set_poll(loop, NULL, &p), 0);
 	polls = p.polls;
 	p.work = 1;
 	event_loop_call_sync(loop, nothing, NULL);
 	assert_int_equal(p.polls, polls);
 	assert_int_equal(p.readies, 3);
+	iothread_free(it);
+}
+
+/* begin/end bracket every spin; work that end() finds (what came in while
+ * the wake-ups were off) gets ready() too; no window, no spin. */
+struct hook_state {
+	struct poll_state p;
+	_Atomic int begins, ends, unbalanced, end_work;
+	_Atomic bool spinning;
+};
+
+static void hook_begin(void *opaque)
+{
+	struct hook_state *h = opaque;
+
+	if (atomic_exchange(&h->spinning, true))
+		h->unbalanced++;
+	h->begins++;
+}
+
+static bool hook_end(void *opaque)
+{
+	struct hook_state *h = opaque;
+
+	if (!atomic_exchange(&h->spinning, false))
+		h->unbalanced++;
+	h->ends++;
+	if (h->end_work > 0) {
+		h->end_work--;
+		h->p.work++;
+		return true;
+	}
+	return false;
+}
+
+static void test_poll_begin_end(void **state)
+{
+	static const struct event_poller hooked = {
+		.poll = test_poll, .ready = test_poll_ready, .begin = hook_begin, .end = hook_end,
+	};
+	struct hook_state h = { .end_work = 1 };
+	struct iothread *it;
+	struct event_loop *loop;
+	uint64_t deadline;
+	int begins;
+
+	(void)state;
+	assert_int_equal(iothread_new("hooks", &it), 0);
+	loop = iothread_loop(it);
+	assert_int_equal(event_loop_set_poll(loop, &hooked, &h), 0);
+	event_loop_call(loop, nothing, NULL);
+	/* Found only by end(): ready() runs, and the loop spins once more. */
+	deadline = clock_ns() + 10000000000ull;
+	while ((h.p.readies < 1 || h.begins < 2 || h.spinning) && clock_ns() < deadline)
+		usleep(100);
+	assert_int_equal(h.p.readies, 1);
+	assert_int_equal(h.end_work, 0);
+	assert_true(h.begins >= 2);
+	assert_false(h.spinning);
+	assert_int_equal(h.begins, h.ends);
+	assert_int_equal(h.unbalanced, 0);
+	/* No poll window: no spinning, so no begin. */
+	event_loop_set_poll_ns(loop, 0);
+	event_loop_call_sync(loop, nothing, NULL);
+	begins = h.begins;
+	event_loop_call_sync(loop, nothing, NULL);
+	event_loop_call_sync(loop, nothing, NULL);
+	assert_int_equal(h.begins, begins);
+	assert_int_equal(event_loop_set_poll(loop, NULL, &h), 0);
 	iothread_free(it);
 }
 
@@ -874,6 +945,7 @@ int main(void)
 		cmocka_unit_test(test_stop_from_other_thread),
 		cmocka_unit_test(test_iothread_lifecycle),
 		cmocka_unit_test(test_busy_polling),
+		cmocka_unit_test(test_poll_begin_end),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -414,6 +414,41 @@ static void test_avail_event(void **state)
 	assert_true(drv_would_notify(d, d->avail_idx, old));
 }
 
+/* Polled (a busy-polling loop watches the ring): the driver is told not to
+ * notify, and stays told, whatever the device's request handling asks,
+ * until polling ends.  Both with EVENT_IDX and with the flags. */
+static bool would_notify(struct drv *d, uint16_t old)
+{
+	return d->vq.event_idx ? drv_would_notify(d, d->avail_idx, old)
+			       : !(used_flags(d) & VIRTQ_USED_F_NO_NOTIFY);
+}
+
+static void test_polled(void **state)
+{
+	struct drv *d = *state;
+	uint16_t old;
+
+	set_desc(d, 0, DATA_GPA, 1, 0, 0);
+	virtq_set_polled(&d->vq, true);
+	virtq_set_notification(&d->vq, true);        /* a handler re-enabling */
+	old = d->avail_idx;
+	add(d, 0);
+	assert_false(would_notify(d, old));
+	assert_int_equal(virtq_pop(&d->vq, &d->elem), 1);
+	virtq_set_notification(&d->vq, true);
+	old = d->avail_idx;
+	add(d, 0);
+	assert_false(would_notify(d, old));
+	/* Polling ends: enabled, and the entry added meanwhile is there to
+	 * find by re-checking. */
+	virtq_set_polled(&d->vq, false);
+	assert_int_equal(virtq_pending(&d->vq), 1);
+	assert_int_equal(virtq_pop(&d->vq, &d->elem), 1);
+	old = d->avail_idx;
+	add(d, 0);
+	assert_true(would_notify(d, old));
+}
+
 static void test_flags_without_event_idx(void **state)
 {
 	struct drv *d = *state;
@@ -660,6 +695,8 @@ int main(void)
 		T(test_used_event, setup_event),
 		T(test_avail_event, setup_event),
 		T(test_flags_without_event_idx, setup_plain),
+		T(test_polled, setup_event),
+		T(test_polled, setup_plain),
 		cmocka_unit_test(test_chain_longer_than_4g),
 		cmocka_unit_test(test_avail_idx_jump),
 		T(test_init_checks, setup_plain),
