@@ -27,6 +27,9 @@ struct blk_req {
 	/* Called in the backend's loop with 0 or a negative errno. */
 	void (*done)(struct blk_req *req, int ret);
 	void *opaque;
+	/* The caller takes an inline success as blk_submit()'s return value
+	 * (1) instead of a later done(): no hand-off to the loop at all. */
+	bool sync_ok;
 };
 
 /*
@@ -68,8 +71,10 @@ const char *blk_aio_name(const struct blk_backend *b);   /* "io_uring" / "thread
 /* Whether buffered reads and writes may be done inline (aio=auto, above). */
 bool blk_inline_io(const struct blk_backend *b);
 void blk_get_stats(const struct blk_backend *b, struct blk_stats *out);
-/* Queue @req; its done() runs later in the loop (never inside this call).
- * -EROFS for writes on a read-only backend, -EINVAL out of range. */
+/* Queue @req; its done() runs later in the loop (never inside this call),
+ * and 0 is returned.  With req->sync_ok, a request served inline that
+ * succeeded returns 1 instead and done() is not called.  -EROFS for writes
+ * on a read-only backend, -EINVAL out of range. */
 int blk_submit(struct blk_backend *b, struct blk_req *req);
 /* Batching: what is submitted between blk_plug() and blk_unplug() reaches
  * the kernel together at the unplug: one io_uring_enter for the batch,

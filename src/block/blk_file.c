@@ -274,9 +274,17 @@ int blk_submit(struct blk_backend *b, struct blk_req *req)
 	b->free_slots = s->next;
 	*s = (struct blk_slot){ .req = req, .expect = expect };
 	if (try_inline(b, s)) {
+		atomic_fetch_add_explicit(&b->inline_ios, 1, memory_order_relaxed);
+		if (req->sync_ok) {
+			/* Done: the caller takes it from our return value. */
+			s->req = NULL;
+			s->next = b->free_slots;
+			b->free_slots = s;
+			pthread_mutex_unlock(&b->lock);
+			return 1;
+		}
 		b->pending++;
 		atomic_fetch_add(&b->in_flight, 1);
-		atomic_fetch_add_explicit(&b->inline_ios, 1, memory_order_relaxed);
 		blk_slot_finished(b, s, 0);
 		pthread_mutex_unlock(&b->lock);
 		wake_loop_for(b);

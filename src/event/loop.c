@@ -78,6 +78,8 @@ struct event_loop {
 	/* Holder thread only (changed through call_sync). */
 	struct poller { struct event_poller ops; void *opaque; } *pollers;
 	unsigned nr_pollers;
+	bool polling;                /* begin hooks ran, end hooks due */
+	unsigned polls_skipping_fds; /* progress by polling in a row, fds unchecked */
 	_Atomic uint64_t poll_ns;
 
 	atomic_bool stop;
@@ -466,6 +468,15 @@ static void do_set_poll(void *opaque)
 	for (i = 0; i < loop->nr_pollers && loop->pollers[i].opaque != a->p.opaque; i++)
 		;
 	if (!a->p.ops.poll) {  /* remove */
+		if (i == loop->nr_pollers)
+			return;
+		/* Leaves with its wake-ups on, and its last work done. */
+		if (loop->polling && loop->pollers[i].ops.end &&
+		    loop->pollers[i].ops.end(loop->pollers[i].opaque))
+			loop->pollers[i].ops.ready(loop->pollers[i].opaque);
+		/* ready() may have changed the set: look again. */
+		for (i = 0; i < loop->nr_pollers && loop->pollers[i].opaque != a->p.opaque; i++)
+			;
 		if (i < loop->nr_pollers)
 			loop->pollers[i] = loop->pollers[--loop->nr_pollers];
 		return;
@@ -671,17 +682,49 @@ static int dispatch_one(struct event_loop *loop, struct handler *h, uint32_t ev)
 	return n;
 }
 
-/* Spin on the pollers for up to the poll window; returns how many had work. */
+/* Spinning starts: let every poller switch off the wake-ups it makes
+ * needless (event.h).  They stay off while polling keeps finding work. */
+static void begin_polling(struct event_loop *loop)
+{
+	if (loop->polling)
+		return;
+	loop->polling = true;
+	for (unsigned i = 0; i < loop->nr_pollers; i++)
+		if (loop->pollers[i].ops.begin)
+			loop->pollers[i].ops.begin(loop->pollers[i].opaque);
+}
+
+/* Spinning stops, the loop may sleep: wake-ups on again; what came in
+ * meanwhile is work.  Returns how many pollers had some. */
+static int end_polling(struct event_loop *loop)
+{
+	int n = 0;
+
+	if (!loop->polling)
+		return 0;
+	loop->polling = false;
+	for (unsigned i = 0; i < loop->nr_pollers; i++) {
+		struct poller p = loop->pollers[i];  /* ready() may change the set */
+
+		if (p.ops.end && p.ops.end(p.opaque)) {
+			p.ops.ready(p.opaque);
+			n++;
+		}
+	}
+	return n;
+}
+
+/* Spin on the pollers for up to the poll window; returns how many had work.
+ * Found some: polling goes on (wake-ups stay off) in the next dispatch.
+ * Found none: polling ends here, before the caller sleeps. */
 static int busy_poll(struct event_loop *loop)
 {
 	uint64_t window = atomic_load(&loop->poll_ns), start;
 	int n = 0;
 
 	if (!window || !loop->nr_pollers)
-		return 0;
-	for (unsigned i = 0; i < loop->nr_pollers; i++)
-		if (loop->pollers[i].ops.begin)
-			loop->pollers[i].ops.begin(loop->pollers[i].opaque);
+		return end_polling(loop);
+	begin_polling(loop);
 	start = clock_ns();
 	do {
 		for (unsigned i = 0; i < loop->nr_pollers; i++) {
@@ -692,26 +735,23 @@ static int busy_poll(struct event_loop *loop)
 				n++;
 			}
 		}
-		if (n || atomic_load(&loop->stop))
+		if (n)
+			return n;
+		if (atomic_load(&loop->stop))
 			break;
 		__builtin_ia32_pause();
 	} while (clock_ns() - start < window);
-	/* Re-arm what @begin switched off; what came in meanwhile is work. */
-	for (unsigned i = 0; i < loop->nr_pollers; i++) {
-		struct poller p = loop->pollers[i];
-
-		if (p.ops.end && p.ops.end(p.opaque)) {
-			p.ops.ready(p.opaque);
-			n++;
-		}
-	}
-	return n;
+	return end_polling(loop);
 }
+
+/* While polling keeps finding work, the fds are looked at only every few
+ * rounds: an epoll_wait per request would cost as much as the request. */
+#define POLLS_BETWEEN_FD_CHECKS 8
 
 static int dispatch(struct event_loop *loop, int timeout_ms)
 {
 	struct epoll_event events[MAX_EVENTS];
-	int nev, n = 0;
+	int nev = 0, n = 0;
 
 	/* Found work by polling: still look at the fds, but do not sleep. */
 	if (timeout_ms != 0) {
@@ -721,12 +761,16 @@ static int dispatch(struct event_loop *loop, int timeout_ms)
 		if (n)
 			timeout_ms = 0;
 	}
+	if (n && loop->polling && ++loop->polls_skipping_fds < POLLS_BETWEEN_FD_CHECKS)
+		goto timers;
+	loop->polls_skipping_fds = 0;
 	nev = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms(loop, timeout_ms));
 	if (nev < 0) {
 		if (errno != EINTR)
 			return -errno;
 		nev = 0;
 	}
+timers:
 	loop->dispatch_depth++;
 	for (int i = 0; i < nev; i++)
 		n += dispatch_one(loop, events[i].data.ptr, events[i].events);
@@ -745,6 +789,11 @@ int event_loop_run_once(struct event_loop *loop, int timeout_ms)
 	if (r < 0)
 		return r;
 	r = dispatch(loop, timeout_ms);
+	/* Whoever holds the loop next may not poll: leave wake-ups on. */
+	if (r >= 0)
+		r += end_polling(loop);
+	else
+		end_polling(loop);
 	release(loop);
 	return r;
 }
@@ -763,6 +812,7 @@ int event_loop_run(struct event_loop *loop)
 			break;
 		}
 	}
+	end_polling(loop);
 	release(loop);
 	return r < 0 ? r : 0;
 }

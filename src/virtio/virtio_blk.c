@@ -10,7 +10,9 @@
  * loop; on a vCPU thread with ioeventfd=off) and submits.  The backend calls
  * done() in the loop without the lock, so done() takes it to push.  The
  * driver is interrupted once per batch: done() only arms @batch, whose
- * handler runs after the backend's whole batch and notifies once.
+ * handler runs after the backend's whole batch and notifies once.  What the
+ * backend serves inline (page-cache copies, block.h) is finished within
+ * process() itself, and interrupted for once at its end.
  *
  * Reset runs with vdev->lock held and must wait for in-flight I/O, which
  * completes through done(), which takes vdev->lock.  What breaks the cycle:
@@ -352,7 +354,10 @@ static bool handle(struct virtio_blk *blk, struct vblk_req *r)
 	r->type = le32toh(hdr.type);
 	r->status = (uint8_t *)last->base + last->len - 1;
 	r->gen = atomic_load(&blk->gen);
-	r->breq = (struct blk_req){ .iov = r->iov, .done = req_done, .opaque = r };
+	/* sync_ok: a request the backend serves inline is finished right here,
+	 * under the lock we hold, with no hand-off to the loop. */
+	r->breq = (struct blk_req){ .iov = r->iov, .done = req_done, .opaque = r,
+				    .sync_ok = true };
 
 	st = parse(blk, r, e, le64toh(hdr.sector));
 	if (st < 0) {
@@ -360,9 +365,13 @@ static bool handle(struct virtio_blk *blk, struct vblk_req *r)
 
 		if (ret == 0)
 			return true;
-		log_warn(blk->vdev->name, "cannot submit request type %u: %s", r->type,
-			 strerror(-ret));
-		st = VIRTIO_BLK_S_IOERR;
+		if (ret == 1) {
+			st = VIRTIO_BLK_S_OK;
+		} else {
+			log_warn(blk->vdev->name, "cannot submit request type %u: %s", r->type,
+				 strerror(-ret));
+			st = VIRTIO_BLK_S_IOERR;
+		}
 	}
 	finish(blk, r->head, r->type, r->status, (uint8_t)st, r->written, r->bytes);
 	req_put(blk, r);

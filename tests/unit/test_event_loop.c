@@ -918,6 +918,28 @@ static void test_poll_begin_end(void **state)
 	assert_false(h.spinning);
 	assert_int_equal(h.begins, h.ends);
 	assert_int_equal(h.unbalanced, 0);
+	/* Work found by polling, round after round: the wake-ups stay off
+	 * all along (one begin), and come back on once it runs out. */
+	begins = h.begins;
+	h.p.work = 3;
+	event_loop_call(loop, nothing, NULL);
+	deadline = clock_ns() + 10000000000ull;
+	while ((h.p.readies < 4 || h.spinning || h.ends == begins) && clock_ns() < deadline)
+		usleep(100);
+	assert_int_equal(h.p.readies, 4);
+	assert_int_equal(h.begins, begins + 1);
+	assert_int_equal(h.ends, h.begins);
+	assert_int_equal(h.unbalanced, 0);
+	/* Removed while the loop spins: its end() runs first. */
+	h.p.work = 1000000;
+	event_loop_call(loop, nothing, NULL);
+	while (!h.spinning && clock_ns() < deadline)
+		usleep(10);
+	assert_int_equal(event_loop_set_poll(loop, NULL, &h), 0);
+	assert_false(h.spinning);
+	assert_int_equal(h.ends, h.begins);
+	h.p.work = 0;
+	assert_int_equal(event_loop_set_poll(loop, &hooked, &h), 0);
 	/* No poll window: no spinning, so no begin. */
 	event_loop_set_poll_ns(loop, 0);
 	event_loop_call_sync(loop, nothing, NULL);
