@@ -761,16 +761,17 @@ static int dispatch(struct event_loop *loop, int timeout_ms)
 		if (n)
 			timeout_ms = 0;
 	}
-	if (n && loop->polling && ++loop->polls_skipping_fds < POLLS_BETWEEN_FD_CHECKS)
-		goto timers;
-	loop->polls_skipping_fds = 0;
-	nev = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms(loop, timeout_ms));
-	if (nev < 0) {
-		if (errno != EINTR)
-			return -errno;
-		nev = 0;
+	if (n && loop->polling && ++loop->polls_skipping_fds < POLLS_BETWEEN_FD_CHECKS) {
+		/* Polling goes on: the fds can wait a round or two. */
+	} else {
+		loop->polls_skipping_fds = 0;
+		nev = epoll_wait(loop->epfd, events, MAX_EVENTS, wait_ms(loop, timeout_ms));
+		if (nev < 0) {
+			if (errno != EINTR)
+				return -errno;
+			nev = 0;
+		}
 	}
-timers:
 	loop->dispatch_depth++;
 	for (int i = 0; i < nev; i++)
 		n += dispatch_one(loop, events[i].data.ptr, events[i].events);

@@ -25,6 +25,8 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
+#include "wait_until.h"
+
 #include "kickvm/block.h"
 #include "kickvm/event.h"
 #include "kickvm/log.h"
@@ -37,22 +39,11 @@
 #endif
 #endif
 
-#define NEVER_MS  10000
 #define FILE_SIZE (4u << 20)
 #define NREQ      64
 #define BS        4096
 
-#define RUN_UNTIL(loop, expr) ({                                           \
-	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
-	while (!(expr) && clock_ns() < end_)                               \
-		assert_true(event_loop_run_once(loop, 10) >= 0);           \
-	(expr); })
 
-#define WAIT_UNTIL(expr) ({                                                \
-	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
-	while (!(expr) && clock_ns() < end_)                               \
-		usleep(1000);                                              \
-	(expr); })
 
 struct ctx {
 	enum blk_aio aio;

@@ -18,31 +18,11 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "wait_until.h"
+
 #include "kickvm/event.h"
 #include "kickvm/log.h"
 
-#define NEVER_MS 10000  /* upper bound for "this will happen" */
-
-static void sleep_ms(int ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-
-	nanosleep(&ts, NULL);
-}
-
-/* Poll @expr until true or NEVER_MS elapsed; evaluates to its last value. */
-#define WAIT_UNTIL(expr) ({                                                \
-	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
-	while (!(expr) && clock_ns() < end_)                               \
-		sleep_ms(1);                                               \
-	(expr); })
-
-/* Run @loop in this thread until @expr or NEVER_MS elapsed. */
-#define RUN_UNTIL(loop, expr) ({                                           \
-	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
-	while (!(expr) && clock_ns() < end_)                               \
-		assert_true(event_loop_run_once(loop, 10) >= 0);           \
-	(expr); })
 
 static void noop(void *opaque) { (void)opaque; }
 
@@ -345,7 +325,7 @@ static void test_remove_from_other_thread(void **state)
 		event_notifier_set(&e);
 	for (int i = 0; i < 5; i++) {
 		assert_int_equal(event_loop_call_sync(iothread_loop(it), noop, NULL), 0);
-		sleep_ms(2);
+		usleep(2000);
 	}
 	for (int i = 0; i < REGS; i++)
 		assert_int_equal(atomic_load(&regs[i].late_calls), 0);
@@ -549,7 +529,7 @@ static void test_call_sync_across_stop(void **state)
 	assert_int_equal(pthread_create(&runner, NULL, run_loop, &r), 0);
 	sem_wait(&s.in_call);
 	assert_int_equal(pthread_create(&caller, NULL, one_sync_call, &s), 0);
-	sleep_ms(50); /* only lets the call get queued first; either way must pass */
+	usleep(50000); /* only lets the call get queued first; either way must pass */
 	event_loop_stop(r.loop);
 	sem_post(&s.release);
 
@@ -706,7 +686,7 @@ static void test_timer_from_other_thread(void **state)
 	/* Let the iothread fall asleep with no timeout: arming must wake it.
 	 * (The sleep only makes the test sharper; it passes either way.) */
 	assert_int_equal(event_loop_call_sync(iothread_loop(it), noop, NULL), 0);
-	sleep_ms(50);
+	usleep(50000);
 	atomic_store(&r.deadline, clock_ns() + 2000000);
 	timer_mod(t, atomic_load(&r.deadline));
 	assert_true(WAIT_UNTIL(atomic_load(&r.fired) == 1));

@@ -17,12 +17,13 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "wait_until.h"
+
 #include "kickvm/guest_mem.h"
 #include "kickvm/log.h"
 #include "kickvm/virtio_devices.h"
 #include "virtio_driver.h"
 
-#define NEVER_MS   10000
 #define IMG_SIZE   (1u << 20)
 #define SECTORS    (IMG_SIZE / 512)
 #define QSZ        256
@@ -33,16 +34,6 @@
 #define QVEC       1
 #define CVEC       0
 
-#define RUN_UNTIL(loop, expr) ({                                           \
-	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
-	while (!(expr) && clock_ns() < end_)                               \
-		assert_true(event_loop_run_once(loop, 10) >= 0);           \
-	(expr); })
-#define WAIT_UNTIL(expr) ({                                                \
-	uint64_t end_ = clock_ns() + NEVER_MS * 1000000ull;                \
-	while (!(expr) && clock_ns() < end_)                               \
-		usleep(1000);                                              \
-	(expr); })
 
 struct cfg {
 	enum blk_aio aio;
