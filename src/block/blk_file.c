@@ -88,6 +88,14 @@ int blk_zero_chunk(struct blk_backend *b, struct blk_slot *s, const struct iovec
 	return 1;
 }
 
+/* Back to the free list. b->lock held. */
+static void put_slot(struct blk_backend *b, struct blk_slot *s)
+{
+	s->req = NULL;
+	s->next = b->free_slots;
+	b->free_slots = s;
+}
+
 /* ---- delivering completions (the loop's thread only) ---------------------- */
 
 /* Reap what is ready (waiting for one if @wait) and run done() for it. */
@@ -110,9 +118,7 @@ static void deliver(struct blk_backend *b, bool wait)
 		list = s->next;
 		/* Free the slot first: done() may submit the next request. */
 		pthread_mutex_lock(&b->lock);
-		s->req = NULL;
-		s->next = b->free_slots;
-		b->free_slots = s;
+		put_slot(b, s);
 		pthread_mutex_unlock(&b->lock);
 		atomic_fetch_sub(&b->in_flight, 1);
 		req->done(req, ret);
@@ -217,8 +223,8 @@ static int check_req(struct blk_backend *b, struct blk_req *req, uint64_t *expec
 
 /* ---- inline I/O (aio=auto, buffered; block.h) ------------------------------ */
 
-/* @s's read or write done here and now if that is quick: true with s->ret
- * set, or false to leave it to the engine (which does it all again, so a
+/* @s's read or write done here and now if that is quick (true: it
+ * succeeded), or false to leave it to the engine (which does it all again, so a
  * short or failed attempt loses nothing).  b->lock held. */
 static bool try_inline(struct blk_backend *b, struct blk_slot *s)
 {
@@ -243,10 +249,7 @@ static bool try_inline(struct blk_backend *b, struct blk_slot *s)
 			n = pwritev(b->fd, req->iov, req->iovcnt, (off_t)req->offset);
 		while (n < 0 && errno == EINTR);
 	}
-	if (n < 0 || (uint64_t)n != s->expect)
-		return false;
-	s->ret = 0;
-	return true;
+	return n >= 0 && (uint64_t)n == s->expect;
 }
 
 /* An inline completion waits on b->reaped for the loop.  The loop's own
@@ -277,9 +280,7 @@ int blk_submit(struct blk_backend *b, struct blk_req *req)
 		atomic_fetch_add_explicit(&b->inline_ios, 1, memory_order_relaxed);
 		if (req->sync_ok) {
 			/* Done: the caller takes it from our return value. */
-			s->req = NULL;
-			s->next = b->free_slots;
-			b->free_slots = s;
+			put_slot(b, s);
 			pthread_mutex_unlock(&b->lock);
 			return 1;
 		}
@@ -299,9 +300,7 @@ int blk_submit(struct blk_backend *b, struct blk_req *req)
 	if (r < 0) {
 		b->pending--;
 		atomic_fetch_sub(&b->in_flight, 1);
-		s->req = NULL;
-		s->next = b->free_slots;
-		b->free_slots = s;
+		put_slot(b, s);
 	}
 	pthread_mutex_unlock(&b->lock);
 	return r < 0 ? r : 0;

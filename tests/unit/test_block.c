@@ -742,6 +742,52 @@ static void test_inline_served(void **state)
 	free_ios(r, NREQ);
 }
 
+/* Run the loop for @ms without expecting anything. */
+static void run_for(struct event_loop *loop, unsigned ms)
+{
+	uint64_t end = clock_ns() + ms * 1000000ull;
+
+	while (clock_ns() < end)
+		assert_true(event_loop_run_once(loop, 1) >= 0);
+}
+
+/* sync_ok: what is served inline is finished by blk_submit's return value
+ * (1), done() never called; what is not completes as usual. */
+static void test_sync_ok(void **state)
+{
+	struct ctx *c = ctx(state);
+	struct io w = { 0 }, r = { 0 };
+	uint8_t check[BS];
+	int ret;
+
+	prep_buf(&w, BS, 77);
+	w.c = c;
+	w.iov[0] = (struct iovec){ w.buf, BS };
+	w.req = (struct blk_req){ .op = BLK_WRITE, .offset = 9 * BS, .iov = w.iov, .iovcnt = 1,
+				  .done = io_done, .opaque = &w, .sync_ok = true };
+	in_submit = true;
+	ret = blk_submit(c->b, &w.req);
+	in_submit = false;
+	if (c->aio == BLK_AIO_AUTO) {
+		assert_int_equal(ret, 1);
+		assert_int_equal(blk_in_flight(c->b), 0);
+		assert_int_equal(stats(c).inline_ios, 1);
+		run_for(c->loop, 20);
+		assert_false(atomic_load(&w.done));   /* and never will be */
+	} else {
+		assert_int_equal(ret, 0);
+		assert_true(RUN_UNTIL(c->loop, atomic_load(&w.done)));
+		assert_int_equal(w.ret, 0);
+	}
+	assert_int_equal(pread(c->fd, check, BS, 9 * BS), BS);
+	assert_memory_equal(check, w.buf, BS);
+	/* Without sync_ok the same inline read still goes through done(). */
+	assert_int_equal(sync_io(c, &r, BLK_READ, 9 * BS, BS), 0);
+	assert_memory_equal(r.buf, w.buf, BS);
+	free(w.buf);
+	free(r.buf);
+}
+
 /* Above BLK_INLINE_WRITE_MAX a write blocks nobody: where the file refuses
  * RWF_NOWAIT writes (ext4) it goes to the engine. */
 static void test_inline_large_write(void **state)
@@ -814,14 +860,6 @@ static void test_inline_wakes_iothread(void **state)
 
 /* ---- batching (blk_plug) ----------------------------------------------------- */
 
-/* Run the loop for @ms without expecting anything. */
-static void run_for(struct event_loop *loop, unsigned ms)
-{
-	uint64_t end = clock_ns() + ms * 1000000ull;
-
-	while (clock_ns() < end)
-		assert_true(event_loop_run_once(loop, 1) >= 0);
-}
 
 /* Plugged submissions wait for the last unplug (io_uring; a thread pool
  * starts each at once), then all complete with their data. */
@@ -934,6 +972,7 @@ int main(void)
 		ONE(test_inline_only_auto_buffered, uring),
 		ONE(test_inline_only_auto_buffered, threads),
 		ONE(test_inline_wakes_iothread, automatic),
+		ENGINES(test_sync_ok),
 		ONE(test_plug, uring),
 		ONE(test_plug, threads),
 		ONE(test_drain_plugged, uring),
