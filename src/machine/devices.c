@@ -66,20 +66,26 @@ static int plug(struct machine *m, struct virtio_dev *vdev, struct event_loop *l
 	return 0;
 }
 
+/* A free device slot, and the loop the device's work runs in. */
+static int room_and_loop(struct machine *m, const struct machine_virtio_opts *o,
+			 struct event_loop **loop, const char **why)
+{
+	*why = NULL;
+	if (m->nr_devices == MACHINE_MAX_DEVICES) {
+		*why = "too many devices";
+		return -ENOSPC;
+	}
+	return device_loop(m, o->iothread, loop, why);
+}
+
 int machine_add_virtio_blk(struct machine *m, const struct virtio_blk_opts *blk,
 			   const struct machine_virtio_opts *o, struct machine_device **out,
 			   const char **why)
 {
 	struct event_loop *loop;
 	struct virtio_dev *vdev;
-	int ret;
+	int ret = room_and_loop(m, o, &loop, why);
 
-	*why = NULL;
-	if (m->nr_devices == MACHINE_MAX_DEVICES) {
-		*why = "too many devices";
-		return -ENOSPC;
-	}
-	ret = device_loop(m, o->iothread, &loop, why);
 	if (ret < 0)
 		return ret;
 	ret = virtio_blk_create(&m->mem, loop, blk, &vdev);
@@ -95,14 +101,8 @@ int machine_add_virtio_rng(struct machine *m, const struct machine_virtio_opts *
 {
 	struct event_loop *loop;
 	struct virtio_dev *vdev;
-	int ret;
+	int ret = room_and_loop(m, o, &loop, why);
 
-	*why = NULL;
-	if (m->nr_devices == MACHINE_MAX_DEVICES) {
-		*why = "too many devices";
-		return -ENOSPC;
-	}
-	ret = device_loop(m, o->iothread, &loop, why);
 	if (ret < 0)
 		return ret;
 	ret = virtio_rng_create(&m->mem, loop, &vdev);
