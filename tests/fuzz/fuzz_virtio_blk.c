@@ -84,7 +84,8 @@ static const struct {
 	unsigned depth;
 	bool in_tmp;
 } kinds[] = {
-	{ BLK_AIO_AUTO, false, 4, false },      /* io_uring where the kernel has it; starves */
+	{ BLK_AIO_AUTO, false, 4, false },      /* inline where quick, else io_uring; starves */
+	{ BLK_AIO_IO_URING, false, 4, false },  /* every request through the ring */
 	{ BLK_AIO_AUTO, true, 4, false },
 	{ BLK_AIO_THREADS, false, 4, false },
 	{ BLK_AIO_AUTO, false, QSZ, false },    /* the whole ring in flight */
@@ -258,7 +259,12 @@ static void init(void)
 				 .queue_depth = kinds[i].depth },
 		};
 
-		if (!loop || virtio_blk_create(&gm, loop, &o, &devs[i]) < 0)
+		if (!loop)
+			abort();
+		/* Where io_uring is refused, that device runs on threads. */
+		if (virtio_blk_create(&gm, loop, &o, &devs[i]) < 0 &&
+		    (o.blk.aio != BLK_AIO_IO_URING ||
+		     (o.blk.aio = BLK_AIO_THREADS, virtio_blk_create(&gm, loop, &o, &devs[i]) < 0)))
 			abort();
 		devs[i]->transport = &fake_transport;
 	}
