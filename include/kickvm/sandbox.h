@@ -16,8 +16,8 @@
  * The allow-lists, and why each call is on them, are in src/core/sandbox.c.
  *
  * A forbidden call in SANDBOX_ON mode ends kickvm at once: a SIGSYS handler
- * writes "kickvm: error: sandbox: <class> thread made a forbidden system call:
- * <name> (<nr>)" to stderr and exits with SANDBOX_EXIT_STATUS.  SANDBOX_LOG
+ * writes "kickvm: error: sandbox: forbidden system call '<name>' (<nr>) in
+ * thread class '<class>'; ..." to stderr and exits with SANDBOX_EXIT_STATUS.  SANDBOX_LOG
  * lets every call through and has the kernel log the ones not on the list
  * (dmesg or the audit log: "type=1326 ... syscall=<nr>"), to find a missing
  * rule.

@@ -225,13 +225,13 @@ static void on_sigsys(int sig, siginfo_t *info, void *uc)
 
 	(void)sig;
 	(void)uc;
-	n = append(msg, n, sizeof(msg), "kickvm: error: sandbox: ");
-	n = append(msg, n, sizeof(msg), sandbox_class_name(thread_class));
-	n = append(msg, n, sizeof(msg), " thread made a forbidden system call: ");
+	n = append(msg, n, sizeof(msg), "kickvm: error: sandbox: forbidden system call '");
 	n = append(msg, n, sizeof(msg), name);
-	n = append(msg, n, sizeof(msg), " (");
+	n = append(msg, n, sizeof(msg), "' (");
 	n = append_uint(msg, n, sizeof(msg), nr);
-	n = append(msg, n, sizeof(msg), "); --seccomp=log lets it through and logs it\n");
+	n = append(msg, n, sizeof(msg), ") in thread class '");
+	n = append(msg, n, sizeof(msg), sandbox_class_name(thread_class));
+	n = append(msg, n, sizeof(msg), "'; kickvm stops (--seccomp=log lets it through and logs it)\n");
 	if (write(STDERR_FILENO, msg, n) < 0) {
 		/* nothing more can be said */
 	}
