@@ -273,6 +273,9 @@ int cmd_run(int argc, char **argv)
 	if (verbose)
 		log_set_level(verbose > 1 ? LOG_DEBUG : LOG_INFO);
 	sandbox_set_mode(sandbox);
+	if (sandbox == SANDBOX_LOG)
+		log_warn("sandbox", "log mode: calls off the allow-lists go through, "
+			 "the kernel logs them (dmesg: type=1326 ... syscall=N)");
 
 	ret = machine_create(&cfg, &m, &why);
 	if (ret < 0) {
