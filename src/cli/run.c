@@ -12,6 +12,7 @@
 #include "kickvm/boot.h"
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
+#include "kickvm/sandbox.h"
 #include "kickvm/trace.h"
 
 #define MAX_INFO 4
@@ -41,10 +42,15 @@ static void run_help(void)
 	       "  -object iothread,id=NAME[,poll-max-ns=N]\n"
 	       "                            a thread for device work (declare before use);\n"
 	       "                            it busy-polls N ns before sleeping (default 32768)\n"
+	       "      --seccomp MODE       on | off | log (default %s): once set up, each\n"
+	       "                           thread runs under an allow-list of system calls;\n"
+	       "                           a forbidden call ends kickvm (status %d) naming it;\n"
+	       "                           log lets it through and the kernel logs it (dmesg)%s\n"
 	       "  -v, --verbose            log more (repeat for debug)\n"
 	       "  -h, --help               this text\n\n"
 	       "The exit status is the guest's; 2 means a bad command line or guest file.\n",
-	       MACHINE_MAX_VCPUS);
+	       MACHINE_MAX_VCPUS, sandbox_mode_name(sandbox_get_mode()), SANDBOX_EXIT_STATUS,
+	       sandbox_default_off() ? ";\n                           off by default in this AddressSanitizer build" : "");
 }
 
 int parse_ioeventfd_mode(const char *s, enum ioeventfd_mode *mode)
@@ -136,6 +142,7 @@ int cmd_run(int argc, char **argv)
 		{ "object", required_argument, NULL, 'O' },
 		{ "kernel", required_argument, NULL, 'K' },
 		{ "initrd", required_argument, NULL, 'R' },
+		{ "seccomp", required_argument, NULL, 'Z' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -146,6 +153,7 @@ int cmd_run(int argc, char **argv)
 	const char *kernel = NULL, *initrd = NULL;  /* --kernel: boot Linux */
 	int nr_info = 0, verbose = 0, c, ret;
 	bool stats = false;
+	enum sandbox_mode sandbox = sandbox_get_mode();
 	uint64_t v;
 	struct device_spec devices[MACHINE_MAX_DEVICES];
 	struct object_spec iothreads[MAX_OBJECTS];
@@ -153,6 +161,7 @@ int cmd_run(int argc, char **argv)
 	char err[160];
 
 	machine_config_defaults(&cfg);
+	cfg.sandbox_main_loop = true;  /* after the run: stats, info, exit */
 	optind = 1;
 	/* _only: -device/-object take one dash, as in QEMU. */
 	while ((c = getopt_long_only(argc, argv, "m:c:a:vh", opts, NULL)) != -1) {
@@ -220,6 +229,10 @@ int cmd_run(int argc, char **argv)
 		case 'R':
 			initrd = optarg;
 			break;
+		case 'Z':
+			if (sandbox_parse_mode(optarg, &sandbox) < 0)
+				FAIL_USAGE("--seccomp takes on, off or log, not '%s'", optarg);
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -259,6 +272,10 @@ int cmd_run(int argc, char **argv)
 	}
 	if (verbose)
 		log_set_level(verbose > 1 ? LOG_DEBUG : LOG_INFO);
+	sandbox_set_mode(sandbox);
+	if (sandbox == SANDBOX_LOG)
+		log_warn("sandbox", "log mode: calls off the allow-lists go through, "
+			 "the kernel logs them (dmesg: type=1326 ... syscall=N)");
 
 	ret = machine_create(&cfg, &m, &why);
 	if (ret < 0) {

@@ -11,6 +11,7 @@
 
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
+#include "kickvm/sandbox.h"
 #include "kickvm/trace.h"
 
 /* The exit being dispatched on this thread, so that a device deep in a
@@ -176,6 +177,11 @@ static void *vcpu_thread(void *opaque)
 	struct machine *m = v->opaque;
 	int ret = 0;
 
+	/* Set up: from here on only what an exit needs (kickvm/sandbox.h). */
+	if (sandbox_enter(SANDBOX_VCPU) < 0) {
+		machine_request_stop(m, 1);
+		return NULL;
+	}
 	while (!m->stopping) {
 		ret = machine_vcpu_run_until_event(m, v->index, NULL);
 		if (ret == MACHINE_STOPPED || ret < 0)
@@ -188,12 +194,30 @@ static void *vcpu_thread(void *opaque)
 	return NULL;
 }
 
-int machine_run(struct machine *m)
+static void sandbox_iothread(void *opaque)
+{
+	int *ret = opaque;
+
+	*ret = sandbox_enter(SANDBOX_IOTHREAD);
+}
+
+/* Every iothread's devices are attached by now: its set-up is over. */
+static int sandbox_iothreads(struct machine *m)
 {
 	int ret = 0;
 
+	for (int i = 0; i < m->nr_iothreads && !ret; i++)
+		event_loop_call_sync(iothread_loop(m->iothreads[i]), sandbox_iothread, &ret);
+	return ret;
+}
+
+int machine_run(struct machine *m)
+{
+	int ret;
+
 	vcpu_signals_init();
-	for (int i = 0; i < m->nr_vcpus; i++) {
+	ret = sandbox_iothreads(m);
+	for (int i = 0; i < m->nr_vcpus && !ret; i++) {
 		struct vcpu *v = m->vcpus[i];
 
 		v->opaque = m;
@@ -204,6 +228,9 @@ int machine_run(struct machine *m)
 		}
 		v->has_thread = true;
 	}
+	/* After the vCPU threads started: they must not inherit this filter. */
+	if (ret == 0 && m->cfg.sandbox_main_loop && sandbox_enter(SANDBOX_MAIN_LOOP) < 0)
+		machine_request_stop(m, 1);
 	if (ret == 0)
 		event_loop_run(m->main_loop);
 	for (int i = 0; i < m->nr_vcpus; i++)

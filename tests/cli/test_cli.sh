@@ -50,10 +50,12 @@ check "bench bad writes"      2 "bad --writes '0'"           -- "$kickvm" bench 
 check "bench blk bad aio"     2 "--aio takes auto, io_uring or threads" -- "$kickvm" bench blk --aio native
 check "help"                  0 "--ioeventfd MODE"           -- "$kickvm" run --help
 check "version"               0 "^kickvm [0-9]"              -- "$kickvm" --version
+check "bad seccomp mode"      2 "--seccomp takes on, off or log, not 'trap'" -- "$kickvm" run --seccomp=trap "$demo"
+check "help seccomp"          0 "--seccomp MODE"             -- "$kickvm" run --help
 
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "skip the KVM part: /dev/kvm is missing or not accessible"
-	skip=$((skip + 11))
+	skip=$((skip + 13))
 else
 	head -c 4096 /dev/urandom >"$tmp/random.bin"
 	printf '\177ELF\002\001\001' >"$tmp/truncated.elf"
@@ -72,6 +74,12 @@ else
 		-- "$kickvm" run --stats -object iothread,id=io0,poll-max-ns=0 -device virtio-rng,iothread=io0 "$demo"
 	check "trace ioeventfd"   0 "ioeventfd_handler testdev"  -- "$kickvm" run --trace 'ioeventfd_*' "$demo"
 	check "info dumps"        0 "FlatView: AS \"memory\""    -- "$kickvm" run --info all "$demo"
+	# Every thread class sandboxed (the default), the guest unaware; and log mode.
+	truncate -s 1M "$tmp/disk.img"
+	check "sandboxed threads" 0 "sandbox: main loop thread sandboxed \(on\)" \
+		-- "$kickvm" run -v -v -object iothread,id=io0 -device virtio-rng,iothread=io0 \
+		-device virtio-blk,file="$tmp/disk.img",aio=threads "$demo"
+	check "seccomp=log"       0 "demo done"                  -- "$kickvm" run --seccomp=log -c 2 "$demo"
 	check "bench json"        0 '^\{"bench":"doorbell","writes":50,"paths":\[\{"path":"trapped-pio","cpl":0' \
 		-- "$kickvm" bench doorbell --writes 50 --json
 	check "bench blk json"    0 '^\{"bench":"blk","reqs":200,"cache":"writeback","aio":"(io_uring|threads)\+inline","guest":"polled","runs":\[\{"op":"randread","qd":1,"ioeventfd":"on"' \
