@@ -74,7 +74,7 @@ static void dispatch_mmio(struct machine *m, struct vcpu *v)
 	uint64_t value = 0;
 
 	if (len > sizeof(value)) {  /* KVM splits wider accesses itself */
-		log_error("vcpu", "cpu%d: MMIO access of %u bytes at 0x%llx ignored", v->index,
+		log_error_rl("vcpu", "cpu%d: MMIO access of %u bytes at 0x%llx ignored", v->index,
 			  len, (unsigned long long)run->mmio.phys_addr);
 		return;
 	}

@@ -227,6 +227,48 @@ static void test_bad_ucall_address(void **state)
 	machine_destroy(m);
 }
 
+static uint64_t frozen_clock(void) { return 1; }
+
+/* A guest repeating that garbage cannot flood the log: each message is
+ * counted, LOG_RL_BURST of them printed per interval (the clock is frozen:
+ * one interval), and the rest reported as "suppressed K similar". */
+static void test_bad_ucall_flood(void **state)
+{
+	enum { SENT = 50 };
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	unsigned long errors = log_count(LOG_ERROR), suppressed = 0;
+	unsigned printed = 0;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	(void)state;
+	assert_non_null(f);
+	log_set_clock(frozen_clock);
+	log_set_stream(f);
+	vm_load_script(m, "ncpus=1; cpl3; w8 0x%llx 0x7fffffff0000 %d; sync 1; exit 0",
+		       KICKVM_SYSDEV_BASE + SYSDEV_UCALL, SENT);
+	vm_run_to_sync(m, 0, 1, NULL);
+	log_ratelimit_flush();
+	log_set_stream(NULL);
+	log_set_clock(NULL);
+	fclose(f);
+	assert_int_equal(log_count(LOG_ERROR), errors + SENT);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		const char *s = strstr(line, "sysdev: suppressed ");
+
+		if (s)
+			suppressed += strtoul(s + strlen("sysdev: suppressed "), NULL, 10);
+		else if (strstr(line, "outside guest RAM"))
+			printed++;
+	}
+	free(out);
+	assert_int_equal(printed, LOG_RL_BURST);
+	assert_int_equal(suppressed, SENT - LOG_RL_BURST);
+	vm_expect_exit(m, 0, 0);
+	machine_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -237,6 +279,7 @@ int main(void)
 		cmocka_unit_test(test_triple_fault),
 		cmocka_unit_test(test_emulation_failure),
 		cmocka_unit_test(test_bad_ucall_address),
+		cmocka_unit_test(test_bad_ucall_flood),
 	};
 
 	log_set_level(LOG_ERROR);
