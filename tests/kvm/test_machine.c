@@ -7,6 +7,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,56 @@ static void test_stop_spinning_guest(void **state)
 	pthread_join(t, NULL);
 	assert_true(m->vcpus[0]->stats.exits_intr + m->vcpus[1]->stats.exits_intr >= 1 ||
 		    m->stopping);
+	machine_destroy(m);
+}
+
+static void *sigterm_when_running(void *opaque)
+{
+	struct machine *m = opaque;
+	uint64_t end = clock_ns() + 10000ull * 1000000;  /* bound: 10 s */
+
+	/* machine_run() catches the signal before it starts any vCPU. */
+	while ((!m->vcpus[0]->stats.runs || !m->vcpus[1]->stats.runs) && clock_ns() < end)
+		usleep(1000);
+	kill(getpid(), SIGTERM);
+	return NULL;
+}
+
+/* SIGTERM (what timeout(1) sends) stops a guest that would spin for hours:
+ * machine_run() returns 128 + SIGTERM after printing each vCPU's state, and
+ * gives the signal back its old disposition. */
+static void test_sigterm_reports_state(void **state)
+{
+	struct machine *m = vm_create(2, IOEVENTFD_AUTO);
+	char path[] = "/tmp/kickvm-sigterm-XXXXXX", text[16384];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	struct sigaction after;
+	pthread_t t;
+	ssize_t n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	unlink(path);
+	vm_load_script(m, "ncpus=2; cpl3; ram 1000000000000; exit 0");
+	assert_int_equal(pthread_create(&t, NULL, sigterm_when_running, m), 0);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	assert_int_equal(machine_run(m), 128 + SIGTERM);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	pthread_join(t, NULL);
+	n = pread(fd, text, sizeof(text) - 1, 0);
+	close(fd);
+	assert_true(n > 0);
+	text[n] = '\0';
+	assert_non_null(strstr(text, "stopping the guest; the state of each vCPU follows"));
+	assert_non_null(strstr(text, "vCPU 0: mp_state runnable"));
+	assert_non_null(strstr(text, "vCPU 1: mp_state runnable"));
+	assert_non_null(strstr(text, "lapic: irr"));
+	assert_non_null(strstr(text, "rip="));
+	assert_int_equal(sigaction(SIGTERM, NULL, &after), 0);
+	assert_true(after.sa_handler == SIG_DFL);
 	machine_destroy(m);
 }
 
@@ -275,6 +326,7 @@ int main(void)
 		cmocka_unit_test(test_run_and_teardown),
 		cmocka_unit_test(test_stop_spinning_guest),
 		cmocka_unit_test(test_stop_before_run),
+		cmocka_unit_test(test_sigterm_reports_state),
 		cmocka_unit_test(test_pvh_boot),
 		cmocka_unit_test(test_triple_fault),
 		cmocka_unit_test(test_emulation_failure),
