@@ -56,7 +56,7 @@ timeout --foreground -k 10 "$limit" \
 qemu_rc=$?
 secs=$(( $(date +%s) - start ))
 
-result=$(grep -a "KICKVM-LAB: RESULT $group " "$log" | tail -1 | tr -d '\r')
+result=$(grep -a "KICKVM-LAB: RESULT $group " "$log" | tail -1 | tr -d "\r" | sed "s/.*KICKVM-LAB: RESULT/KICKVM-LAB: RESULT/")
 case $result in
 *" PASS "*) echo "lab: $(date +%T) group $group ended: PASS in ${secs}s (${result#*PASS })"; exit 0;;
 *" SKIP "*) echo "lab: SKIP: $group: $(grep -a -B3 'KICKVM-LAB: RESULT' "$log" | head -3 | tr -d '\r' | tr '\n' ' ')"; exit 77;;
