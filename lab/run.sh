@@ -5,7 +5,7 @@
 #
 # The lab is QEMU's software emulation of an AMD host (TCG, -cpu max: SVM
 # with nested paging) with an Intel IOMMU, running a Debian kernel: inside it
-# kickvm gets an ordinary KVM and vfio-pci (FIELD-NOTES §10).  The console
+# kickvm gets an ordinary KVM and vfio-pci (lab/README.md).  The console
 # goes to BUILD_DIR/lab/GROUP.log.  Exit: 0 the group passed, 1 it failed
 # (or timed out), 77 skipped with the reason (no QEMU, no network for the
 # packages, or a group not written yet), 2 bad usage.
@@ -43,7 +43,7 @@ limit=${LAB_TIMEOUT:-$(sed -n 's/^# lab-timeout: //p' "lab/groups/$group.sh" | h
 limit=${limit:-300}
 start=$(date +%s)
 echo "lab: $(date +%T) group $group started (limit ${limit}s; console: $log)"
-# -smp 1: one of five -smp 2 runs hung (FIELD-NOTES §10).  -no-reboot: a panic
+# -smp 1: one of five -smp 2 runs hung (lab/README.md).  -no-reboot: a panic
 # (panic=-1) ends QEMU instead of looping.
 # shellcheck disable=SC2086
 timeout --foreground -k 10 "$limit" \

@@ -239,7 +239,7 @@ static void test_triple_fault(void **state)
 static void test_emulation_failure(void **state)
 {
 	/* int3 at CPL0: this machine's instruction emulator gives up on it
-	 * (FIELD-NOTES §1). Elsewhere it is an exception with no IDT, i.e. a
+	 * (docs/kvm-notes.md). Elsewhere it is an exception with no IDT, i.e. a
 	 * triple fault: both are fatal and both must be reported. */
 	static const uint8_t code[] = { 0xcc };
 	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
