@@ -12,7 +12,7 @@
 #
 # Limits: the whole run ends after LAB_TIMEOUT seconds (default: the group's
 # "# lab-timeout: N" line, else 300); inside, every kickvm boot ends after
-# LAB_BOOT_TIMEOUT seconds (default 120, see lab/lib.sh), so a hang names its
+# LAB_BOOT_TIMEOUT seconds (default 180, see lab/lib.sh), so a hang names its
 # boot and kickvm prints its state.  LAB_MEM: the lab's RAM (default 2G).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -50,7 +50,7 @@ timeout --foreground -k 10 "$limit" \
 	qemu-system-x86_64 -accel tcg -M q35 -cpu max -smp 1 -m "${LAB_MEM:-2G}" \
 	-kernel "$out/vmlinuz" -initrd "$out/lab.cpio.gz" \
 	-device intel-iommu,intremap=on $extra \
-	-append "console=ttyS0 intel_iommu=on panic=-1 kickvm.group=$group kickvm.boot_timeout=${LAB_BOOT_TIMEOUT:-120}" \
+	-append "console=ttyS0 intel_iommu=on panic=-1 kickvm.group=$group kickvm.boot_timeout=${LAB_BOOT_TIMEOUT:-180}" \
 	-nographic -no-reboot -nodefaults -serial stdio -monitor none \
 	</dev/null >"$log" 2>&1
 qemu_rc=$?

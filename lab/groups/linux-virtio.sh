@@ -7,7 +7,7 @@
 # what the guest wrote, and --stats shows the doorbells on the path asked
 # for: with ioeventfd on every virtio-blk doorbell on KVM's ioeventfd and
 # none trapped; with --ioeventfd=off every one in the userspace fallback.
-# lab-timeout: 360
+# lab-timeout: 450
 . /lab/lib.sh
 K=/kickvm/bin/kickvm
 N=/lab/nested

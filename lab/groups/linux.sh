@@ -3,7 +3,7 @@
 # protocol), once as the vmlinux inside it (PVH).  The guest prints
 # "KICKVM-GUEST: PASS ..." and powers off through ACPI S5: kickvm must exit 0.
 # A third boot reboots instead (ACPI reset register): kickvm must exit 3.
-# lab-timeout: 450
+# lab-timeout: 600
 . /lab/lib.sh
 K=/kickvm/bin/kickvm
 N=/lab/nested

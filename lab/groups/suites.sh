@@ -6,6 +6,7 @@
 # its own cmocka lines; 0 passes, 77 skips (counted and shown, not a pass),
 # anything else fails.  tests/cli/test_cli.sh is left out: it is a bash script
 # and the lab has only busybox sh.
+# lab-timeout: 420
 . /lab/lib.sh
 G=/kickvm/guest
 export KICKVM_SCRIPT_GUEST=$G/kickvm-script.elf
