@@ -23,7 +23,7 @@
 # failed or the guest ended without an exit status.
 #
 # -cpu qemu64,-cx16: our KVM's CPL0 emulator fails on cmpxchg16b, so the
-# CPU must not advertise it (FIELD-NOTES §1).
+# CPU must not advertise it (docs/kvm-notes.md).
 set -euo pipefail
 
 usage() {

@@ -145,6 +145,7 @@ done
 install -m 755 "$lab_src/init" "$root/init"
 mkdir -p "$root/lab/groups" "$root/lab/nested"
 install -m 755 "$lab_src"/groups/*.sh "$root/lab/groups/"
+install -m 644 "$lab_src/lib.sh" "$root/lab/lib.sh"
 copy_with_libs "$root" "$build/src/cli/kickvm" /kickvm/bin/kickvm
 mkdir -p "$root/kickvm/guest"
 cp "$build"/guest/*.elf "$root/kickvm/guest/" 2>/dev/null || true

@@ -5,12 +5,15 @@
 #
 # The lab is QEMU's software emulation of an AMD host (TCG, -cpu max: SVM
 # with nested paging) with an Intel IOMMU, running a Debian kernel: inside it
-# kickvm gets an ordinary KVM and vfio-pci (FIELD-NOTES §10).  The console
+# kickvm gets an ordinary KVM and vfio-pci (lab/README.md).  The console
 # goes to BUILD_DIR/lab/GROUP.log.  Exit: 0 the group passed, 1 it failed
 # (or timed out), 77 skipped with the reason (no QEMU, no network for the
 # packages, or a group not written yet), 2 bad usage.
 #
-# Environment: LAB_TIMEOUT seconds (default 300), LAB_MEM (default 2G).
+# Limits: the whole run ends after LAB_TIMEOUT seconds (default: the group's
+# "# lab-timeout: N" line, else 300); inside, every kickvm boot ends after
+# LAB_BOOT_TIMEOUT seconds (default 180, see lab/lib.sh), so a hang names its
+# boot and kickvm prints its state.  LAB_MEM: the lab's RAM (default 2G).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 group=${1:-}
@@ -36,27 +39,29 @@ bash lab/build.sh "$build" || exit $?
 extra=$(sed -n 's/^# lab-qemu: //p' "lab/groups/$group.sh" | sed "s|@LAB@|$out|g")
 case $extra in *nvme.img*) truncate -s 1M "$out/nvme.img";; esac
 
+limit=${LAB_TIMEOUT:-$(sed -n 's/^# lab-timeout: //p' "lab/groups/$group.sh" | head -1)}
+limit=${limit:-300}
 start=$(date +%s)
-echo "lab: booting group $group (console: $log)"
-# -smp 1: one of five -smp 2 runs hung (FIELD-NOTES §10).  -no-reboot: a panic
+echo "lab: $(date +%T) group $group started (limit ${limit}s; console: $log)"
+# -smp 1: one of five -smp 2 runs hung (lab/README.md).  -no-reboot: a panic
 # (panic=-1) ends QEMU instead of looping.
 # shellcheck disable=SC2086
-timeout --foreground -k 10 "${LAB_TIMEOUT:-300}" \
+timeout --foreground -k 10 "$limit" \
 	qemu-system-x86_64 -accel tcg -M q35 -cpu max -smp 1 -m "${LAB_MEM:-2G}" \
 	-kernel "$out/vmlinuz" -initrd "$out/lab.cpio.gz" \
 	-device intel-iommu,intremap=on $extra \
-	-append "console=ttyS0 intel_iommu=on panic=-1 kickvm.group=$group" \
+	-append "console=ttyS0 intel_iommu=on panic=-1 kickvm.group=$group kickvm.boot_timeout=${LAB_BOOT_TIMEOUT:-180}" \
 	-nographic -no-reboot -nodefaults -serial stdio -monitor none \
 	</dev/null >"$log" 2>&1
 qemu_rc=$?
 secs=$(( $(date +%s) - start ))
 
-result=$(grep -a "KICKVM-LAB: RESULT $group " "$log" | tail -1 | tr -d '\r')
+result=$(grep -a "KICKVM-LAB: RESULT $group " "$log" | tail -1 | tr -d "\r" | sed "s/.*KICKVM-LAB: RESULT/KICKVM-LAB: RESULT/")
 case $result in
-*" PASS "*) echo "lab: $group PASS in ${secs}s (${result#*PASS })"; exit 0;;
+*" PASS "*) echo "lab: $(date +%T) group $group ended: PASS in ${secs}s (${result#*PASS })"; exit 0;;
 *" SKIP "*) echo "lab: SKIP: $group: $(grep -a -B3 'KICKVM-LAB: RESULT' "$log" | head -3 | tr -d '\r' | tr '\n' ' ')"; exit 77;;
 esac
 [ $qemu_rc = 124 ] && why="timed out after ${secs}s" || why="QEMU exited $qemu_rc after ${secs}s"
-echo "lab: $group FAIL: ${result:-no result line}; $why; last lines of $log:"
+echo "lab: $(date +%T) group $group ended: FAIL: ${result:-no result line}; $why; last lines of $log:"
 tail -40 "$log" | tr -d '\r'
 exit 1

@@ -23,7 +23,17 @@ fi
 build=${1:-build}
 shift || true
 if [ ! -f "$build/build.ninja" ]; then
-	meson setup "$build" "$@" >/dev/null
+	echo "setup: meson setup $build $*"
+	meson setup "$build" "$@"
 fi
-ninja -C "$build" >/dev/null
+echo "setup: ninja -C $build"
+if [ -t 1 ]; then
+	ninja -C "$build"        # on a terminal ninja keeps to one status line
+else
+	# In a log: every warning and error in full, progress every 20 steps.
+	ninja -C "$build" | awk '
+		/^\[[0-9]+\/[0-9]+\] / { split($1, a, /[][\/]/); n = a[2] + 0; total = a[3] + 0
+			if (n % 20 == 0 || n == total) print; next }
+		{ print }'
+fi
 echo "setup: built $build"

@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Install, build and run the whole test suite.
-#   scripts/test.sh             the normal build (build/)
+#   scripts/test.sh             the normal build (build/): the quick part (unit,
+#                               kvm, cli: about a minute), then the lab (QEMU
+#                               emulating a host: 5 groups, 5-10 minutes on a
+#                               quiet 2-core host), each lab group printed as it
+#                               starts and ends, with its time
+#   scripts/test.sh --quick     the quick part only (no lab)
 #   scripts/test.sh --sanitize  an ASan+UBSan build (build-asan/)
 #   scripts/test.sh --fuzz [S]  libFuzzer targets (clang, build-fuzz/), S seconds each
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-summary() {  # the plain closing line CI reads
-	local log=$1/meson-logs/testlog.json ok fail skip
-	ok=$(grep -c '"result": "OK"' "$log" || true)
-	fail=$(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$log" || true)
-	skip=$(grep -c '"result": "SKIP"' "$log" || true)
+summary() {  # summary BUILD LOGBASE...: the plain closing line CI reads
+	local dir=$1/meson-logs ok=0 fail=0 skip=0 base
+	shift
+	for base in "$@"; do
+		[ -f "$dir/$base.json" ] || continue
+		ok=$((ok + $(grep -c '"result": "OK"' "$dir/$base.json" || true)))
+		fail=$((fail + $(grep -c -E '"result": "(FAIL|TIMEOUT|ERROR|UNEXPECTEDPASS)"' "$dir/$base.json" || true)))
+		skip=$((skip + $(grep -c '"result": "SKIP"' "$dir/$base.json" || true)))
+	done
 	echo "$ok passed, $fail failed, $skip skipped"
 }
 
@@ -20,7 +29,7 @@ case "${1:-}" in
 	export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 	status=0
 	meson test -C build-asan --print-errorlogs --num-processes 2 || status=$?
-	summary build-asan
+	summary build-asan testlog
 	exit $status
 	;;
 --fuzz)
@@ -38,15 +47,26 @@ case "${1:-}" in
 	done
 	exit $status
 	;;
-"")
+""|--quick)
 	scripts/setup.sh build
 	status=0
-	meson test -C build --print-errorlogs --num-processes 2 || status=$?
-	summary build
+	rm -f build/meson-logs/quick.json build/meson-logs/lab.json
+	echo "test: $(date +%T) the quick part: unit, kvm and cli tests (about a minute)"
+	meson test -C build --print-errorlogs --num-processes 2 --no-suite lab --logbase quick ||
+		status=$?
+	if [ "${1:-}" != --quick ]; then
+		echo "test: $(date +%T) the lab: 5 groups one after another, 5-10 minutes" \
+		     "(scripts/test.sh --quick leaves it out)"
+		# --verbose: each group's start and end lines (lab/run.sh) as they come.
+		meson test -C build --print-errorlogs --num-processes 1 --suite lab --verbose \
+			--logbase lab || status=$?
+	fi
+	echo "test: $(date +%T) done"
+	summary build quick lab
 	exit $status
 	;;
 *)
-	echo "usage: scripts/test.sh [--sanitize | --fuzz [SECONDS]]" >&2
+	echo "usage: scripts/test.sh [--quick | --sanitize | --fuzz [SECONDS]]" >&2
 	exit 2
 	;;
 esac

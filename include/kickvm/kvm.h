@@ -124,6 +124,7 @@ struct vcpu {
 	pthread_t thread;
 	bool has_thread;
 	_Atomic bool stop;
+	_Atomic bool in_kvm_run;         /* inside the KVM_RUN ioctl (diagnostics) */
 	struct vcpu_stats stats;
 	void *opaque;                    /* the owner's (the machine) */
 };
@@ -145,6 +146,12 @@ void vcpu_kick(struct vcpu *v);
  * has gone: a kick can land between the thread's check of its stop flag and
  * its next KVM_RUN, and a vCPU halted in the kernel would then sleep on. */
 void vcpu_join(struct vcpu *v);
+/* vcpu_join() for at most @ms milliseconds; true when the thread is gone. */
+bool vcpu_join_timeout(struct vcpu *v, int ms);
+/* Where a stopped vCPU is: its mp_state, its local APIC (pending and
+ * in-service vectors, TPR, timer), registers and last exit.  Only for a vCPU
+ * not in KVM_RUN (KVM would make the caller wait for the run to end). */
+void vcpu_dump_state(struct vcpu *v, FILE *out);
 /* Install the no-op SIGUSR1 handler vcpu_kick() relies on (once per process). */
 void vcpu_signals_init(void);
 /* The guest TSC frequency in kHz (KVM_GET_TSC_KHZ), or a negative errno.

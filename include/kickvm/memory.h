@@ -211,7 +211,7 @@ void address_space_for_each_range(struct address_space *as,
 				  void *opaque);
 
 /* ---- dumps (the monitor's info commands) ------------------------------------------
- * Formats follow QEMU's so that seed 004's dumps read the same:
+ * Formats follow QEMU's so that dumps read the same as QEMU's `info mtree`:
  *   mtree:    "  0000000000000000-0000000000000fff (prio 0, i/o): name"
  *             aliases add " @target 0000...-0000..." ; disabled ones " [disabled]"
  *   flatview: "  0000210000000000-000021000000dfff (prio 0, i/o): name"

@@ -1,7 +1,7 @@
 /*
  * The list of trace events: TRACE_EVENT(name, (prototype), format, args...).
  * Included only by trace.h with different TRACE_EVENT definitions.
- * Keep the ioeventfd_* formats as in seed 000:
+ * Keep the ioeventfd_* formats as in QEMU's trace-events:
  *   name+offset[size]:data  for init/exit,  name+offset[size] -> data  for handler.
  */
 /* ioeventfd lifecycle (memory/ioeventfd.c) */

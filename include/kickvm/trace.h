@@ -1,6 +1,6 @@
 /*
  * Trace events, named and formatted as in QEMU's trace-events files so that
- * people who know seed 000 read them without a manual.  All events are listed
+ * people who know QEMU's read them without a manual.  All events are listed
  * once, in include/kickvm/trace-events.h; each gets an inline trace_<name>() that
  * costs one predictable branch when disabled.
  *

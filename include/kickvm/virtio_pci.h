@@ -3,7 +3,7 @@
  * notify (notify_off_multiplier 4: every queue its own doorbell), ISR and
  * device config structures in one memory BAR, MSI-X in another.
  *
- * Host notifiers, as seed 002 and FIELD-NOTES §3 describe: at DRIVER_OK one
+ * Host notifiers (docs/kvm-notes.md, "Host notifiers"): at DRIVER_OK one
  * ioeventfd per ready queue (len 0 at its own doorbell), all in one memory
  * transaction, then every queue kicked once so requests queued before are
  * processed; DRIVER_OK cleared, reset or bus master cleared stop them, each

@@ -7,6 +7,8 @@
 # what the guest wrote, and --stats shows the doorbells on the path asked
 # for: with ioeventfd on every virtio-blk doorbell on KVM's ioeventfd and
 # none trapped; with --ioeventfd=off every one in the userspace fallback.
+# lab-timeout: 450
+. /lab/lib.sh
 K=/kickvm/bin/kickvm
 N=/lab/nested
 SIZE=16777216
@@ -34,7 +36,7 @@ run() {  # run on|off
 	rm -f /tmp/disk.img
 	truncate -s $SIZE /tmp/disk.img
 	start=$(date +%s)
-	{ timeout 240 $K run -m 512M -c 2 --stats --ioeventfd $io --kernel $N/vmlinuz \
+	{ limited $K run -m 512M -c 2 --stats --ioeventfd $io --kernel $N/vmlinuz \
 		--initrd $N/initrd.cpio.gz -object iothread,id=io0 \
 		-device virtio-blk,file=/tmp/disk.img,iothread=io0 -device virtio-rng \
 		-a "console=ttyS0 panic=-1 kickvm.test=virtio"; echo "kickvm-exit=$?" > /tmp/rc.$io; } 2>&1 |
@@ -42,7 +44,7 @@ run() {  # run on|off
 	rc=$(sed -n 's/kickvm-exit=//p' /tmp/rc.$io)
 	secs=$(( $(date +%s) - start ))
 	bad() { echo "linux-virtio: FAIL: ioeventfd $io: $*"; status=1; }
-	[ "$rc" = 0 ] || bad "kickvm exited $rc after ${secs}s"
+	[ "$rc" = 0 ] || bad "kickvm $(status_words "$rc") after ${secs}s"
 	grep -q "KICKVM-VIRTIO: PASS" $log || bad "no KICKVM-VIRTIO: PASS from the guest's test"
 	grep -q "KICKVM-GUEST: PASS" $log || bad "no KICKVM-GUEST: PASS marker"
 	# What the guest wrote is in the image, at the start and at the end.

@@ -3,6 +3,8 @@
 # protocol), once as the vmlinux inside it (PVH).  The guest prints
 # "KICKVM-GUEST: PASS ..." and powers off through ACPI S5: kickvm must exit 0.
 # A third boot reboots instead (ACPI reset register): kickvm must exit 3.
+# lab-timeout: 600
+. /lab/lib.sh
 K=/kickvm/bin/kickvm
 N=/lab/nested
 CMDLINE="console=ttyS0 panic=-1 kickvm.boot"
@@ -11,12 +13,12 @@ status=0
 boot() {  # boot LABEL KERNEL [EXPECTED_STATUS [EXTRA_CMDLINE]]
 	echo "linux: === $1: kickvm run --kernel $2 ==="
 	start=$(date +%s)
-	{ timeout 300 $K run -m 512M -c 2 --stats --kernel "$2" --initrd $N/initrd.cpio.gz \
+	{ limited $K run -m 512M -c 2 --stats --kernel "$2" --initrd $N/initrd.cpio.gz \
 		-a "$CMDLINE=$1${4:+ $4}"; echo "kickvm-exit=$?" > /tmp/rc.$1; } 2>&1 | tee /tmp/$1.log
 	rc=$(sed -n 's/kickvm-exit=//p' /tmp/rc.$1)
 	secs=$(( $(date +%s) - start ))
 	if [ "$rc" != "${3:-0}" ]; then
-		echo "linux: FAIL: $1: kickvm exited $rc after ${secs}s, expected ${3:-0}"
+		echo "linux: FAIL: $1: kickvm $(status_words "$rc") after ${secs}s, expected status ${3:-0}"
 		status=1
 	elif ! grep -q "KICKVM-GUEST: PASS" /tmp/$1.log; then
 		echo "linux: FAIL: $1: kickvm exited $rc but the guest's marker is missing"

@@ -6,6 +6,8 @@
 # its own cmocka lines; 0 passes, 77 skips (counted and shown, not a pass),
 # anything else fails.  tests/cli/test_cli.sh is left out: it is a bash script
 # and the lab has only busybox sh.
+# lab-timeout: 420
+. /lab/lib.sh
 G=/kickvm/guest
 export KICKVM_SCRIPT_GUEST=$G/kickvm-script.elf
 export KICKVM_VIRTIO_GUEST=$G/kickvm-virtio.elf
@@ -19,7 +21,7 @@ for t in /kickvm/tests/unit/test_* /kickvm/tests/kvm/test_*; do
 	name=${t#/kickvm/tests/}
 	echo "suites: === $name ==="
 	start=$(date +%s)
-	timeout 240 "$t" 2>&1
+	limited "$t" 2>&1
 	rc=$?
 	secs=$(( $(date +%s) - start ))
 	case $rc in

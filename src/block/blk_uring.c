@@ -73,7 +73,7 @@ static void uring_flush(struct blk_backend *b)
 		if (r == -EINTR || r == -EAGAIN)
 			continue;
 		if (r <= 0) {
-			log_warn(b->name, "io_uring submit failed: %s", strerror(r ? -r : EIO));
+			log_warn_rl(b->name, "io_uring submit failed: %s", strerror(r ? -r : EIO));
 			while (b->queued) {
 				struct blk_slot *s = b->queued;
 
@@ -127,7 +127,7 @@ static int result(struct blk_backend *b, struct blk_slot *s, int res)
 	case BLK_WRITE:
 		if (res >= 0 && (uint64_t)res != s->expect) {
 			/* The device checked the range: a short transfer is an error. */
-			log_debug(b->name, "short %s at %llu: %d of %llu bytes",
+			log_debug_rl(b->name, "short %s at %llu: %d of %llu bytes",
 				  req->op == BLK_READ ? "read" : "write",
 				  (unsigned long long)req->offset, res,
 				  (unsigned long long)s->expect);

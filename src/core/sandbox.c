@@ -112,9 +112,20 @@ static const unsigned long vm_ioctls[] = {
 	TCGETS,
 };
 
-/* ioctls on a vCPU fd: running, and the register dump of a fatal exit. */
+/* ioctls on a vCPU fd: running it. */
 static const unsigned long vcpu_ioctls[] = {
-	KVM_RUN, KVM_GET_REGS, KVM_GET_SREGS,
+	KVM_RUN,
+};
+
+/* Reading a vCPU's state: the register dump of a fatal exit (on the vCPU
+ * thread) and the report of every vCPU when a stop signal ends kickvm (on
+ * the main loop, which also puts the signal handlers back). */
+static const unsigned long vcpu_state_ioctls[] = {
+	KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_MP_STATE, KVM_GET_LAPIC, KVM_GET_MSRS,
+};
+
+static const int signal_setup_calls[] = {
+	SYS(rt_sigaction),
 };
 
 /*
@@ -130,6 +141,7 @@ static const unsigned long vfio_runtime_ioctls[] = {
 enum group {
 	G_EVENTS = 1 << 0, G_BLOCK_IO = 1 << 1, G_IO_URING = 1 << 2,
 	G_VM_IOCTLS = 1 << 3, G_VCPU_IOCTLS = 1 << 4, G_VFIO = 1 << 5,
+	G_VCPU_STATE = 1 << 6, G_SIGNAL_SETUP = 1 << 7,
 };
 
 static const struct class_def {
@@ -137,11 +149,11 @@ static const struct class_def {
 	unsigned groups;
 } classes[SANDBOX_NR_CLASSES] = {
 	[SANDBOX_VCPU] = { "vCPU", G_EVENTS | G_BLOCK_IO | G_IO_URING | G_VM_IOCTLS |
-				   G_VCPU_IOCTLS | G_VFIO },
+				   G_VCPU_IOCTLS | G_VCPU_STATE | G_VFIO },
 	[SANDBOX_IOTHREAD] = { "iothread", G_EVENTS | G_BLOCK_IO | G_IO_URING | G_VM_IOCTLS |
 					   G_VFIO },
 	[SANDBOX_MAIN_LOOP] = { "main loop", G_EVENTS | G_BLOCK_IO | G_IO_URING | G_VM_IOCTLS |
-					     G_VFIO },
+					     G_VFIO | G_VCPU_STATE | G_SIGNAL_SETUP },
 	[SANDBOX_BLOCK_WORKER] = { "block worker", G_BLOCK_IO },
 };
 
@@ -313,6 +325,10 @@ static int add_rules(scmp_filter_ctx ctx, unsigned groups)
 		r = allow_ioctls(ctx, vm_ioctls, ARRAY_LEN(vm_ioctls));
 	if (!r && (groups & G_VCPU_IOCTLS))
 		r = allow_ioctls(ctx, vcpu_ioctls, ARRAY_LEN(vcpu_ioctls));
+	if (!r && (groups & G_VCPU_STATE))
+		r = allow_ioctls(ctx, vcpu_state_ioctls, ARRAY_LEN(vcpu_state_ioctls));
+	if (!r && (groups & G_SIGNAL_SETUP))
+		r = allow_all(ctx, signal_setup_calls, ARRAY_LEN(signal_setup_calls));
 	if (!r && (groups & G_VFIO))
 		r = allow_ioctls(ctx, vfio_runtime_ioctls, ARRAY_LEN(vfio_runtime_ioctls));
 	return r;

@@ -24,13 +24,13 @@ struct power {
 
 static void power_off(struct power *p, const char *how)
 {
-	log_info("power", "the guest powered off (%s)", how);
+	log_info_rl("power", "the guest powered off (%s)", how);
 	machine_request_stop(p->m, MACHINE_EXIT_POWEROFF);
 }
 
 static void reboot(struct power *p, const char *how)
 {
-	log_info("power", "the guest asked for a reset (%s): stopping with status %d",
+	log_info_rl("power", "the guest asked for a reset (%s): stopping with status %d",
 		 how, MACHINE_EXIT_REBOOT);
 	machine_request_stop(p->m, MACHINE_EXIT_REBOOT);
 }
@@ -54,7 +54,7 @@ static void acpi_write(void *opaque, uint64_t offset, uint64_t data, unsigned si
 		if (typ == POWER_S5_SLEEP_TYPE)
 			power_off(p, "ACPI S5");
 		else
-			log_warn("power", "sleep type %u requested: not supported, ignored", typ);
+			log_warn_rl("power", "sleep type %u requested: not supported, ignored", typ);
 		break;
 	case POWER_RESET_PORT:
 		if (data == POWER_RESET_VALUE)

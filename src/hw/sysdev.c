@@ -35,6 +35,20 @@ static void read_guest_str(struct sysdev *sd, uint64_t gpa, char *buf, size_t ma
 	/* -ENAMETOOLONG: keep the truncated string */
 }
 
+/* The guest's words in kickvm's log: escaped, so that they cannot forge a
+ * line or drive the terminal.  (Its console output, UCALL_PRINT, stays raw:
+ * that is the guest's own stream, as a serial port's would be.) */
+static void log_guest_assert(const char *file, uint64_t line, const char *expr, const char *msg)
+{
+	char file_e[LOG_ESCAPED_SIZE(128)], expr_e[LOG_ESCAPED_SIZE(256)];
+	char msg_e[LOG_ESCAPED_SIZE(256)];
+
+	log_error_rl("guest", "assertion failed at %s:%llu: %s%s%s",
+		     log_escape(file_e, sizeof(file_e), file), (unsigned long long)line,
+		     log_escape(expr_e, sizeof(expr_e), expr), msg[0] ? ": " : "",
+		     log_escape(msg_e, sizeof(msg_e), msg));
+}
+
 static void sysdev_ucall(struct sysdev *sd, uint64_t gpa)
 {
 	struct kickvm_ucall uc;
@@ -42,7 +56,7 @@ static void sysdev_ucall(struct sysdev *sd, uint64_t gpa)
 
 	if (guest_mem_read(&sd->m->mem, gpa, &uc, sizeof(uc)) < 0) {
 		sd->bad_ucalls++;
-		log_error("sysdev", "ucall block at 0x%llx is outside guest RAM: ignored",
+		log_error_rl("sysdev", "ucall block at 0x%llx is outside guest RAM: ignored",
 			  (unsigned long long)gpa);
 		return;
 	}
@@ -56,8 +70,7 @@ static void sysdev_ucall(struct sysdev *sd, uint64_t gpa)
 		read_guest_str(sd, uc.args[0], file, sizeof(file));
 		read_guest_str(sd, uc.args[2], expr, sizeof(expr));
 		read_guest_str(sd, uc.args[3], msg, sizeof(msg));
-		log_error("guest", "assertion failed at %s:%llu: %s%s%s", file,
-			  (unsigned long long)uc.args[1], expr, msg[0] ? ": " : "", msg);
+		log_guest_assert(file, uc.args[1], expr, msg);
 		sd->m->guest_failed = true;
 		machine_post_ucall(sd->m, &uc);
 		machine_request_stop(sd->m, 1);
@@ -69,7 +82,7 @@ static void sysdev_ucall(struct sysdev *sd, uint64_t gpa)
 		break;
 	default:
 		sd->bad_ucalls++;
-		log_error("sysdev", "unknown ucall %llu: ignored", (unsigned long long)uc.cmd);
+		log_error_rl("sysdev", "unknown ucall %llu: ignored", (unsigned long long)uc.cmd);
 	}
 }
 

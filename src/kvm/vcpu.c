@@ -193,7 +193,9 @@ int vcpu_run_once(struct vcpu *v)
 	int r;
 
 	atomic_fetch_add(&v->stats.runs, 1);
+	atomic_store_explicit(&v->in_kvm_run, true, memory_order_relaxed);
 	r = kvm_ioctl(v->fd, KVM_RUN, NULL);
+	atomic_store_explicit(&v->in_kvm_run, false, memory_order_relaxed);
 	if (r == -EINTR) {
 		/* A kick (or any signal).  Clearing here may swallow a second kick
 		 * that raced in, which is fine: the caller checks v->stop now. */
@@ -345,13 +347,15 @@ static void dump_exit(struct vcpu *v, FILE *out)
 	}
 }
 
-void vcpu_join(struct vcpu *v)
+bool vcpu_join_timeout(struct vcpu *v, int ms)
 {
 	while (v->has_thread) {
 		struct timespec ts;
 
+		if (ms >= 0 && ms-- == 0)
+			return false;
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 10 * 1000 * 1000;
+		ts.tv_nsec += (ms >= 0 ? 1 : 10) * 1000 * 1000;
 		if (ts.tv_nsec >= 1000000000L) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000L;
@@ -361,6 +365,12 @@ void vcpu_join(struct vcpu *v)
 		else
 			vcpu_kick(v);
 	}
+	return true;
+}
+
+void vcpu_join(struct vcpu *v)
+{
+	vcpu_join_timeout(v, -1);
 }
 
 int vcpu_get_tsc_khz(struct vcpu *v)
@@ -406,4 +416,72 @@ void vcpu_dump_regs(struct vcpu *v, FILE *out)
 		fprintf(out, "  (KVM_GET_SREGS failed)\n");
 	}
 	dump_exit(v, out);
+}
+
+/* The vectors set in one of the local APIC's 256-bit registers (ISR, IRR),
+ * stored as eight 32-bit words 16 bytes apart from @off. */
+static void dump_apic_vectors(FILE *out, const char *name, const struct kvm_lapic_state *l,
+			      unsigned off)
+{
+	bool any = false;
+
+	fprintf(out, " %s", name);
+	for (unsigned word = 0; word < 8; word++) {
+		uint32_t bits;
+
+		memcpy(&bits, &l->regs[off + word * 16], sizeof(bits));
+		for (unsigned b = 0; b < 32; b++) {
+			if (bits & (1u << b)) {
+				fprintf(out, " 0x%02x", word * 32 + b);
+				any = true;
+			}
+		}
+	}
+	if (!any)
+		fprintf(out, " -");
+}
+
+static uint32_t apic_reg(const struct kvm_lapic_state *l, unsigned off)
+{
+	uint32_t v;
+
+	memcpy(&v, &l->regs[off], sizeof(v));
+	return v;
+}
+
+void vcpu_dump_state(struct vcpu *v, FILE *out)
+{
+	static const char *const mp_names[] = {
+		"runnable", "uninitialized", "init-received", "halted", "sipi-received",
+		"stopped", "check-stop", "operating", "load", "ap-reset-hold", "suspended",
+	};
+	struct kvm_mp_state mp;
+	struct kvm_lapic_state lapic;
+
+	if (kvm_ioctl(v->fd, KVM_GET_MP_STATE, &mp) == 0)
+		fprintf(out, "vCPU %d: mp_state %s\n", v->index,
+			mp.mp_state < sizeof(mp_names) / sizeof(mp_names[0]) ?
+			mp_names[mp.mp_state] : "?");
+	if (kvm_ioctl(v->fd, KVM_GET_LAPIC, &lapic) == 0) {
+		/* Register offsets of the xAPIC page (the SDM's table 11-1). */
+		fprintf(out, "  lapic:");
+		dump_apic_vectors(out, "irr", &lapic, 0x200);
+		fprintf(out, ";");
+		dump_apic_vectors(out, "isr", &lapic, 0x100);
+		fprintf(out, "; tpr 0x%x svr 0x%x lvt-timer 0x%x initial-count %u current-count %u\n",
+			apic_reg(&lapic, 0x80), apic_reg(&lapic, 0xf0), apic_reg(&lapic, 0x320),
+			apic_reg(&lapic, 0x380), apic_reg(&lapic, 0x390));
+	}
+	{
+		/* A timer in TSC-deadline mode keeps its deadline in an MSR. */
+		struct {
+			struct kvm_msrs hdr;
+			struct kvm_msr_entry e[2];
+		} msrs = { .hdr.nmsrs = 2, .e = { { .index = 0x10 }, { .index = 0x6e0 } } };
+
+		if (kvm_ioctl(v->fd, KVM_GET_MSRS, &msrs) == 2)
+			fprintf(out, "  tsc %llu, tsc-deadline %llu\n",
+				(unsigned long long)msrs.e[0].data, (unsigned long long)msrs.e[1].data);
+	}
+	vcpu_dump_regs(v, out);
 }

@@ -5,8 +5,12 @@
  * in a test is the path it takes in production.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/eventfd.h>
 #include <linux/kvm.h>
 
 #include "kickvm/log.h"
@@ -75,7 +79,7 @@ static void dispatch_mmio(struct machine *m, struct vcpu *v)
 	uint64_t value = 0;
 
 	if (len > sizeof(value)) {  /* KVM splits wider accesses itself */
-		log_error("vcpu", "cpu%d: MMIO access of %u bytes at 0x%llx ignored", v->index,
+		log_error_rl("vcpu", "cpu%d: MMIO access of %u bytes at 0x%llx ignored", v->index,
 			  len, (unsigned long long)run->mmio.phys_addr);
 		return;
 	}
@@ -194,6 +198,102 @@ static void *vcpu_thread(void *opaque)
 	return NULL;
 }
 
+/*
+ * SIGTERM, SIGINT and SIGHUP stop the machine and say where it was: a hung
+ * guest under timeout(1) then reports each vCPU's state, and --stats still
+ * prints.  The handler only writes an eventfd the main loop watches
+ * (async-signal-safe); SA_RESETHAND makes a second signal kill at once.
+ * One machine_run() at a time owns these (kickvm runs one machine).
+ */
+#define STOP_GRACE_MS 5000
+static const int stop_signals[] = { SIGTERM, SIGINT, SIGHUP };
+static int stop_signal_fd = -1;
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	uint64_t one = 1;
+	int saved = errno;
+
+	if (!stop_signal)
+		stop_signal = sig;
+	if (write(stop_signal_fd, &one, sizeof(one)) < 0) {
+		/* nothing to do in a handler; the loop still sees stop_signal */
+	}
+	errno = saved;
+}
+
+static void stop_signal_ready(void *opaque)
+{
+	struct machine *m = opaque;
+	uint64_t n;
+
+	if (read(stop_signal_fd, &n, sizeof(n)) < 0 && errno == EAGAIN)
+		return;
+	log_error("machine", "%s: stopping the guest; the state of each vCPU follows",
+		  strsignal(stop_signal));
+	machine_request_stop(m, 128 + stop_signal);
+}
+
+static void catch_stop_signals(struct machine *m, struct sigaction *old)
+{
+	struct sigaction sa;
+
+	stop_signal = 0;
+	stop_signal_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (stop_signal_fd < 0 ||
+	    event_loop_set_fd_handler(m->main_loop, stop_signal_fd, stop_signal_ready, NULL, m) < 0) {
+		log_warn("machine", "cannot catch SIGTERM: a signal ends kickvm without its state");
+		if (stop_signal_fd >= 0)
+			close(stop_signal_fd);
+		stop_signal_fd = -1;
+		return;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_stop_signal;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESETHAND;
+	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		sigaction(stop_signals[i], &sa, &old[i]);
+}
+
+static void release_stop_signals(struct machine *m, const struct sigaction *old)
+{
+	if (stop_signal_fd < 0)
+		return;
+	for (size_t i = 0; i < sizeof(stop_signals) / sizeof(stop_signals[0]); i++)
+		sigaction(stop_signals[i], &old[i], NULL);
+	event_loop_set_fd_handler(m->main_loop, stop_signal_fd, NULL, NULL, NULL);
+	close(stop_signal_fd);
+	stop_signal_fd = -1;
+}
+
+/* After a stop signal: each vCPU's state.  A vCPU thread that does not stop
+ * is stuck in kickvm itself (or in KVM): say where, and exit, since the
+ * machine cannot be torn down under it. */
+static void join_and_report(struct machine *m)
+{
+	bool stuck = false;
+
+	for (int i = 0; i < m->nr_vcpus; i++) {
+		struct vcpu *v = m->vcpus[i];
+
+		if (vcpu_join_timeout(v, STOP_GRACE_MS)) {
+			vcpu_dump_state(v, stderr);
+			continue;
+		}
+		stuck = true;
+		log_error("machine", "cpu%d did not stop within %d ms: %s (last exit reason %u)", i,
+			  STOP_GRACE_MS, atomic_load(&v->in_kvm_run) ? "inside KVM_RUN" :
+			  "in kickvm, handling its exit", v->run->exit_reason);
+	}
+	if (stuck) {
+		fflush(stdout);
+		fflush(stderr);
+		_exit(128 + stop_signal);
+	}
+}
+
 static void sandbox_iothread(void *opaque)
 {
 	int *ret = opaque;
@@ -213,9 +313,11 @@ static int sandbox_iothreads(struct machine *m)
 
 int machine_run(struct machine *m)
 {
+	struct sigaction old[sizeof(stop_signals) / sizeof(stop_signals[0])];
 	int ret;
 
 	vcpu_signals_init();
+	catch_stop_signals(m, old);
 	ret = sandbox_iothreads(m);
 	for (int i = 0; i < m->nr_vcpus && !ret; i++) {
 		struct vcpu *v = m->vcpus[i];
@@ -233,8 +335,11 @@ int machine_run(struct machine *m)
 		machine_request_stop(m, 1);
 	if (ret == 0)
 		event_loop_run(m->main_loop);
+	if (stop_signal)
+		join_and_report(m);
 	for (int i = 0; i < m->nr_vcpus; i++)
 		vcpu_join(m->vcpus[i]);
+	release_stop_signals(m, old);
 	if (ret < 0)
 		return ret;
 	return m->guest_failed && m->exit_status == 0 ? 1 : m->exit_status;

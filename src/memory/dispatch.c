@@ -133,7 +133,7 @@ static enum as_result drop_invalid(struct address_space *as, uint64_t addr,
 				   uint64_t *data, unsigned len, bool is_write)
 {
 	count(as, invalid);
-	log_debug(as->name, "invalid %u-byte %s at 0x%" PRIx64, len,
+	log_debug_rl(as->name, "invalid %u-byte %s at 0x%" PRIx64, len,
 		  is_write ? "write" : "read", addr);
 	if (!is_write)
 		*data = size_mask(len);
@@ -153,7 +153,7 @@ static enum as_result access_range(struct address_space *as, const struct flatvi
 			*data = size_mask(len);
 		trace_unassigned_access(as->name, addr, len, is_write, *data);
 		/* Debug only: a guest can produce these as fast as it likes. */
-		log_debug(as->name, "unassigned %s 0x%" PRIx64 "[%u]",
+		log_debug_rl(as->name, "unassigned %s 0x%" PRIx64 "[%u]",
 			  is_write ? "write" : "read", addr, len);
 		return AS_UNASSIGNED;
 	}

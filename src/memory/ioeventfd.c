@@ -170,7 +170,7 @@ static void offer(struct address_space *as, struct flat_ioeventfd *fe)
 		return; /* switched off by configuration: not news */
 	ev->kvm_err = -err; /* an errno, as the header's readers expect */
 	atomic_fetch_add_explicit(&as->stats.kvm_refusals, 1, memory_order_relaxed);
-	log_warn("ioeventfd", "KVM refused %s 0x%" PRIx64 "[%u] (%s): falling back to userspace",
+	log_warn_rl("ioeventfd", "KVM refused %s 0x%" PRIx64 "[%u] (%s): falling back to userspace",
 		 as->name, ev->addr, ev->len, ioeventfd_errno_name(err));
 }
 

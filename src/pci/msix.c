@@ -114,7 +114,7 @@ static bool kvm_vector_ready(struct msix *m, struct kvm *kvm, unsigned v)
 	vec->route_stale = false;
 	return true;
 fail:
-	log_warn(m->d->name, "MSI-X vector %u: KVM %s failed (%s); interrupts by ioctl",
+	log_warn_rl(m->d->name, "MSI-X vector %u: KVM %s failed (%s); interrupts by ioctl",
 		 v, what, strerror(-r));
 	vec->kvm_failed = true;
 	return false;

@@ -248,7 +248,7 @@ void pci_device_update_mappings(struct pci_device *d, bool force_off)
 		} else {
 			r = mr_add_subregion(root, want, b->mr, PCI_BAR_PRIORITY);
 			if (r < 0) {
-				log_warn(d->name, "cannot map BAR %d at 0x%llx: %s", i,
+				log_warn_rl(d->name, "cannot map BAR %d at 0x%llx: %s", i,
 					 (unsigned long long)want, strerror(-r));
 				want = PCI_BAR_UNMAPPED;
 			}

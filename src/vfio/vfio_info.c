@@ -257,7 +257,7 @@ static void print_region_cap(const uint8_t *info, size_t size, size_t off,
 	case VFIO_REGION_INFO_CAP_MSIX_MAPPABLE:
 		/* The MSI-X table shares this BAR, yet the kernel lets it be
 		 * mapped: a VMM that emulates the table must leave its pages
-		 * out of the memslot itself (FIELD-NOTES §10). */
+		 * out of the memslot itself (lab/README.md: QEMU's nvme). */
 		fprintf(out, " msix-mappable");
 		break;
 	default:

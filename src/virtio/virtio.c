@@ -95,7 +95,7 @@ void virtio_dev_set_broken(struct virtio_dev *vdev, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	log_error(vdev->name, "%s; device needs reset", msg);
+	log_error_rl(vdev->name, "%s; device needs reset", msg);
 	vdev->broken = true;
 	vdev->status |= VIRTIO_STATUS_NEEDS_RESET;
 	vdev->config_generation++;
@@ -113,17 +113,17 @@ static bool features_ok(struct virtio_dev *vdev)
 	uint64_t f = vdev->guest_features;
 
 	if (f & ~vdev->host_features) {
-		log_warn(vdev->name, "driver accepted features %#" PRIx64 " that were not offered",
+		log_warn_rl(vdev->name, "driver accepted features %#" PRIx64 " that were not offered",
 			 f & ~vdev->host_features);
 		return false;
 	}
 	if (!(f & bit(VIRTIO_F_VERSION_1))) {
 		/* Legacy (0.9) drivers are not supported. */
-		log_warn(vdev->name, "driver did not accept VIRTIO_F_VERSION_1");
+		log_warn_rl(vdev->name, "driver did not accept VIRTIO_F_VERSION_1");
 		return false;
 	}
 	if (vdev->ops->validate_features && !vdev->ops->validate_features(vdev, f)) {
-		log_warn(vdev->name, "device refused features %#" PRIx64, f);
+		log_warn_rl(vdev->name, "device refused features %#" PRIx64, f);
 		return false;
 	}
 	return true;

@@ -185,7 +185,7 @@ static void req_done(struct blk_req *breq, int ret)
 	pthread_mutex_lock(&vdev->lock);
 	if (r->gen == atomic_load(&blk->gen)) {
 		if (ret < 0)
-			log_debug(vdev->name, "request type %u at %llu failed: %s", r->type,
+			log_debug_rl(vdev->name, "request type %u at %llu failed: %s", r->type,
 				  (unsigned long long)breq->offset, strerror(-ret));
 		finish(blk, r->head, r->type, r->status,
 		       ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK, r->written, r->bytes);
@@ -368,7 +368,7 @@ static bool handle(struct virtio_blk *blk, struct vblk_req *r)
 		if (ret == 1) {
 			st = VIRTIO_BLK_S_OK;
 		} else {
-			log_warn(blk->vdev->name, "cannot submit request type %u: %s", r->type,
+			log_warn_rl(blk->vdev->name, "cannot submit request type %u: %s", r->type,
 				 strerror(-ret));
 			st = VIRTIO_BLK_S_IOERR;
 		}

@@ -1,5 +1,5 @@
 /*
- * Host notifiers of the virtio-pci transport (seed 002, FIELD-NOTES §3): while
+ * Host notifiers of the virtio-pci transport (docs/kvm-notes.md): while
  * the driver has DRIVER_OK and bus mastering on, each ready queue's doorbell
  * is an ioeventfd (len 0) whose handler runs in the device's event loop; KVM
  * (or, where KVM refuses, the memory layer's userspace fallback) signals it.

@@ -7,6 +7,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,56 @@ static void test_stop_spinning_guest(void **state)
 	pthread_join(t, NULL);
 	assert_true(m->vcpus[0]->stats.exits_intr + m->vcpus[1]->stats.exits_intr >= 1 ||
 		    m->stopping);
+	machine_destroy(m);
+}
+
+static void *sigterm_when_running(void *opaque)
+{
+	struct machine *m = opaque;
+	uint64_t end = clock_ns() + 10000ull * 1000000;  /* bound: 10 s */
+
+	/* machine_run() catches the signal before it starts any vCPU. */
+	while ((!m->vcpus[0]->stats.runs || !m->vcpus[1]->stats.runs) && clock_ns() < end)
+		usleep(1000);
+	kill(getpid(), SIGTERM);
+	return NULL;
+}
+
+/* SIGTERM (what timeout(1) sends) stops a guest that would spin for hours:
+ * machine_run() returns 128 + SIGTERM after printing each vCPU's state, and
+ * gives the signal back its old disposition. */
+static void test_sigterm_reports_state(void **state)
+{
+	struct machine *m = vm_create(2, IOEVENTFD_AUTO);
+	char path[] = "/tmp/kickvm-sigterm-XXXXXX", text[16384];
+	int fd = mkstemp(path), saved = dup(STDERR_FILENO);
+	struct sigaction after;
+	pthread_t t;
+	ssize_t n;
+
+	(void)state;
+	assert_true(fd >= 0 && saved >= 0);
+	unlink(path);
+	vm_load_script(m, "ncpus=2; cpl3; ram 1000000000000; exit 0");
+	assert_int_equal(pthread_create(&t, NULL, sigterm_when_running, m), 0);
+	fflush(stderr);
+	dup2(fd, STDERR_FILENO);
+	assert_int_equal(machine_run(m), 128 + SIGTERM);
+	fflush(stderr);
+	dup2(saved, STDERR_FILENO);
+	close(saved);
+	pthread_join(t, NULL);
+	n = pread(fd, text, sizeof(text) - 1, 0);
+	close(fd);
+	assert_true(n > 0);
+	text[n] = '\0';
+	assert_non_null(strstr(text, "stopping the guest; the state of each vCPU follows"));
+	assert_non_null(strstr(text, "vCPU 0: mp_state runnable"));
+	assert_non_null(strstr(text, "vCPU 1: mp_state runnable"));
+	assert_non_null(strstr(text, "lapic: irr"));
+	assert_non_null(strstr(text, "rip="));
+	assert_int_equal(sigaction(SIGTERM, NULL, &after), 0);
+	assert_true(after.sa_handler == SIG_DFL);
 	machine_destroy(m);
 }
 
@@ -188,7 +239,7 @@ static void test_triple_fault(void **state)
 static void test_emulation_failure(void **state)
 {
 	/* int3 at CPL0: this machine's instruction emulator gives up on it
-	 * (FIELD-NOTES §1). Elsewhere it is an exception with no IDT, i.e. a
+	 * (docs/kvm-notes.md). Elsewhere it is an exception with no IDT, i.e. a
 	 * triple fault: both are fatal and both must be reported. */
 	static const uint8_t code[] = { 0xcc };
 	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
@@ -227,16 +278,60 @@ static void test_bad_ucall_address(void **state)
 	machine_destroy(m);
 }
 
+static uint64_t frozen_clock(void) { return 1; }
+
+/* A guest repeating that garbage cannot flood the log: each message is
+ * counted, LOG_RL_BURST of them printed per interval (the clock is frozen:
+ * one interval), and the rest reported as "suppressed K similar". */
+static void test_bad_ucall_flood(void **state)
+{
+	enum { SENT = 50 };
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	unsigned long errors = log_count(LOG_ERROR), suppressed = 0;
+	unsigned printed = 0;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	(void)state;
+	assert_non_null(f);
+	log_set_clock(frozen_clock);
+	log_set_stream(f);
+	vm_load_script(m, "ncpus=1; cpl3; w8 0x%llx 0x7fffffff0000 %d; sync 1; exit 0",
+		       KICKVM_SYSDEV_BASE + SYSDEV_UCALL, SENT);
+	vm_run_to_sync(m, 0, 1, NULL);
+	log_ratelimit_flush();
+	log_set_stream(NULL);
+	log_set_clock(NULL);
+	fclose(f);
+	assert_int_equal(log_count(LOG_ERROR), errors + SENT);
+	for (char *line = strtok(out, "\n"); line; line = strtok(NULL, "\n")) {
+		const char *s = strstr(line, "sysdev: suppressed ");
+
+		if (s)
+			suppressed += strtoul(s + strlen("sysdev: suppressed "), NULL, 10);
+		else if (strstr(line, "outside guest RAM"))
+			printed++;
+	}
+	free(out);
+	assert_int_equal(printed, LOG_RL_BURST);
+	assert_int_equal(suppressed, SENT - LOG_RL_BURST);
+	vm_expect_exit(m, 0, 0);
+	machine_destroy(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_run_and_teardown),
 		cmocka_unit_test(test_stop_spinning_guest),
 		cmocka_unit_test(test_stop_before_run),
+		cmocka_unit_test(test_sigterm_reports_state),
 		cmocka_unit_test(test_pvh_boot),
 		cmocka_unit_test(test_triple_fault),
 		cmocka_unit_test(test_emulation_failure),
 		cmocka_unit_test(test_bad_ucall_address),
+		cmocka_unit_test(test_bad_ucall_flood),
 	};
 
 	log_set_level(LOG_ERROR);
