@@ -47,7 +47,7 @@ struct vfio_ioeventfd_set {
 	struct vfio_backend *backend;
 	struct event_loop *loop;
 	struct vfio_ioeventfd_limits limits;
-	bool (*memory_enabled)(void *opaque);
+	bool (*decode_enabled)(void *opaque, unsigned bar);
 	void *opaque;
 	pthread_mutex_t lock;
 	struct vfio_ioeventfd *head, **tail;
@@ -119,7 +119,7 @@ int vfio_ioeventfd_set_new(const struct vfio_ioeventfd_config *cfg,
 	set->backend = cfg->backend;
 	set->loop = cfg->loop;
 	set->limits = cfg->limits;
-	set->memory_enabled = cfg->memory_enabled;
+	set->decode_enabled = cfg->decode_enabled;
 	set->opaque = cfg->opaque;
 	pthread_mutex_init(&set->lock, NULL);
 	set->tail = &set->head;
@@ -173,7 +173,7 @@ static void perform_write(struct vfio_ioeventfd *ev)
 	uint64_t data = ev->req.data;   /* little-endian host: the low bytes */
 	int ret;
 
-	if (set->memory_enabled && !set->memory_enabled(set->opaque)) {
+	if (set->decode_enabled && !set->decode_enabled(set->opaque, ev->req.bar)) {
 		atomic_fetch_add(&ev->dropped, 1);
 		return;
 	}

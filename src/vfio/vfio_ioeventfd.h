@@ -31,7 +31,8 @@
  *     ... unless fd is -1, which removes it
  *   removing one that is not there                             -ENODEV
  *   a 1001st on one device                                     -ENOSPC
- * in that order.  Offsets are PHYSICAL BAR offsets and the MSI-X table is
+ * in that order.  (The kernel's argsz check belongs to the kernel backend,
+ * which builds the ioctl.)  Offsets are PHYSICAL BAR offsets and the MSI-X table is
  * the device's own (not a relocated one the guest sees).
  *
  * What the write does, on either path: one device write per wakeup of the
@@ -107,10 +108,13 @@ struct vfio_ioeventfd_config {
 	struct vfio_backend *backend;       /* ops->ioeventfd, ops->region_write */
 	struct event_loop *loop;            /* where fallback writes run */
 	struct vfio_ioeventfd_limits limits;
-	/* Is the device's memory decode on?  Called from @loop's thread before
-	 * each fallback write: read a flag, take no lock the model holds while
-	 * it calls into this module.  NULL: always on. */
-	bool (*memory_enabled)(void *opaque);
+	/* Do writes to BAR @bar reach the device now?  For a memory BAR: is
+	 * memory decode on (the kernel drops those writes while it is off; it
+	 * does not check I/O BARs, so answer true for them to match it).
+	 * Called from @loop's thread before each fallback write: read a flag,
+	 * take no lock the model holds while it calls into this module.
+	 * NULL: always. */
+	bool (*decode_enabled)(void *opaque, unsigned bar);
 	void *opaque;
 };
 
