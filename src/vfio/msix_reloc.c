@@ -134,6 +134,8 @@ static int check_device(const struct msix_reloc_bar bars[PCI_NUM_BARS],
 			return fail(why, "a BAR size is not a power of two", -EINVAL);
 		if (b->size && is_mem64(b) && i == PCI_NUM_BARS - 1)
 			return fail(why, "a 64-bit BAR in the last slot", -EINVAL);
+		if (b->size > 2 * GIB && !is_io(b) && !is_mem64(b))
+			return fail(why, "a 32-bit BAR larger than 2 GiB", -EINVAL);
 	}
 	if (!entries)
 		return 0;

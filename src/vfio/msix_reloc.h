@@ -164,7 +164,8 @@ uint64_t msix_reloc_size(unsigned entries, uint64_t page_size);
  * with nowhere to go: @plan->note).  Errors, with *@why (a static string,
  * may be NULL) saying what is wrong:
  *   -EINVAL  malformed input (a BAR size not a power of two, a 64-bit BAR in
- *            slot 5, table or PBA outside its BAR or in an I/O BAR, bad
+ *            slot 5, a 32-bit memory BAR above 2 GiB, something in the slot
+ *            after a 64-bit BAR, table or PBA outside its BAR or in an I/O BAR, bad
  *            entries or page size), or an explicit target that is an I/O
  *            BAR, the upper half of a 64-bit BAR, or a BAR that cannot grow
  *            (a 32-bit BAR past 2 GiB, a table offset past 32 bits);

@@ -138,9 +138,14 @@ void vfio_ioeventfd_set_free(struct vfio_ioeventfd_set *set)
 	free(set);
 }
 
-unsigned vfio_ioeventfd_count(const struct vfio_ioeventfd_set *set)
+unsigned vfio_ioeventfd_count(struct vfio_ioeventfd_set *set)
 {
-	return set->nr;
+	unsigned nr;
+
+	pthread_mutex_lock(&set->lock);
+	nr = set->nr;
+	pthread_mutex_unlock(&set->lock);
+	return nr;
 }
 
 static struct vfio_ioeventfd *find_locked(struct vfio_ioeventfd_set *set, unsigned bar,

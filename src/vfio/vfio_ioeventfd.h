@@ -176,7 +176,7 @@ unsigned vfio_ioeventfd_del_all(struct vfio_ioeventfd_set *set, bool dynamic_onl
 unsigned vfio_ioeventfd_reclaim(struct vfio_ioeventfd_set *set);
 
 /* How many entries the set holds. */
-unsigned vfio_ioeventfd_count(const struct vfio_ioeventfd_set *set);
+unsigned vfio_ioeventfd_count(struct vfio_ioeventfd_set *set);
 
 /* ---- what each entry does: `info ioeventfds` and --stats -------------------------- */
 

@@ -307,6 +307,9 @@ static void test_malformed(void **state)
 	bars[5] = (struct msix_reloc_bar){ .size = KIB(4), .type = PCI_BAR_MEM64 };
 	assert_refused(bars, &loc, 4, MSIX_RELOC_OFF, -EINVAL, "last slot");
 	bars[5] = (struct msix_reloc_bar){ 0 };
+	bars[3] = (struct msix_reloc_bar){ .size = GIB(4), .type = PCI_BAR_MEM32 };
+	assert_refused(bars, &loc, 4, MSIX_RELOC_OFF, -EINVAL, "32-bit BAR larger than 2 GiB");
+	bars[3] = (struct msix_reloc_bar){ 0 };
 	/* No MSI-X: an explicit target is an error, off and auto are not. */
 	assert_refused(bars, &loc, 0, MSIX_RELOC_BAR0 + 3, -ENOENT, "no MSI-X");
 	{
