@@ -280,8 +280,10 @@ int vfio_ioeventfd_add(struct vfio_ioeventfd_set *set, const struct vfio_ioevent
 				   set->nr);
 	if (ret < 0)
 		goto out;
+	/* Only a trapped region: a write to a mapped page never exits, so no
+	 * KVM ioeventfd there could ever fire. */
 	ret = -EINVAL;
-	if (!req->mr || req->mr_offset > mr_size(req->mr) ||
+	if (!req->mr || mr_type(req->mr) != MR_IO || req->mr_offset > mr_size(req->mr) ||
 	    req->width > mr_size(req->mr) - req->mr_offset)
 		goto out;
 	ret = -ENOMEM;

@@ -111,7 +111,8 @@ struct vfio_ioeventfd_config {
 	/* Do writes to BAR @bar reach the device now?  For a memory BAR: is
 	 * memory decode on (the kernel drops those writes while it is off; it
 	 * does not check I/O BARs, so answer true for them to match it).
-	 * Called from @loop's thread before each fallback write: read a flag,
+	 * Called before each write kickvm performs (from @loop's thread, or
+	 * the remover's when a signal is pending at removal): read a flag,
 	 * take no lock the model holds while it calls into this module.
 	 * NULL: always. */
 	bool (*decode_enabled)(void *opaque, unsigned bar);
@@ -146,9 +147,13 @@ struct vfio_ioeventfd_req {
  * device-write ioeventfd (or, where it refuses, the fallback handler on the
  * loop; logged once with the backend's errno), then the KVM ioeventfd on
  * @req->mr (in a memory transaction of its own, nested in the caller's if
- * there is one).  Besides the rules' errnos: -EINVAL for a NULL @req->mr or a
- * register outside it, -ENOMEM, or the eventfd's errno.  On error nothing is
- * left registered.
+ * there is one).  Besides the rules' errnos: -EINVAL for a @req->mr that is
+ * NULL or not a trapped (MR_IO) region, or a register outside it; -ENOMEM,
+ * or the eventfd's errno.  On error nothing is left registered.  Any thread,
+ * including a trapped region's write callback on a vCPU (where promotion
+ * will call it; the memory layer allows a transaction there).  The write
+ * that prompted the call is the caller's to forward: the entry only takes
+ * the next ones.
  */
 int vfio_ioeventfd_add(struct vfio_ioeventfd_set *set, const struct vfio_ioeventfd_req *req);
 

@@ -396,6 +396,17 @@ static void test_rules_through_the_set(void **state)
 	r = req_at(f, REG + 4, 4, VALUE, false);
 	r.mr_offset = BAR0_SIZE;       /* not inside the trapped region */
 	assert_int_equal(vfio_ioeventfd_add(f->set, &r), -EINVAL);
+	{
+		/* A mapped piece of the BAR: KVM would never see the write. */
+		static uint8_t page[4096];
+		struct mem_region *mapped = mr_new_ram("dev BAR 0 mmap", sizeof(page), page, -1, 0);
+
+		r = req_at(f, REG + 4, 4, VALUE, false);
+		r.mr = mapped;
+		r.mr_offset = 4;
+		assert_int_equal(vfio_ioeventfd_add(f->set, &r), -EINVAL);
+		mr_free(mapped);
+	}
 	/* Same register, another value or width: distinct entries. */
 	assert_int_equal(add(f, REG, 4, VALUE + 1), 0);
 	assert_int_equal(add(f, REG, 2, VALUE), 0);
