@@ -14,7 +14,10 @@
  * vfio_ioeventfd_reclaim() or the set's end, which run when no vCPU is
  * dispatching and perform what arrived late before closing.
  *
- * Locking: the set's mutex guards the lists.  The fallback handler runs in
+ * Locking: the set's mutex guards the lists and is never held while taking
+ * the memory lock or waiting for the loop (either may be waiting for it: a
+ * caller adding inside a memory transaction, a dump on the loop's thread).
+ * The fallback handler runs in
  * the loop's thread and touches only its own entry (immutable fields and
  * atomic counters); event_loop_set_notifier(NULL) waits for a running
  * handler, so once it returns the handler cannot run again.
@@ -38,6 +41,7 @@ struct vfio_ioeventfd {
 	struct event_notifier e;
 	enum vfio_ioeventfd_writer writer;
 	int backend_err;
+	bool ready;                     /* registered; until then only listed */
 	_Atomic uint64_t handler_runs, handler_writes, dropped, write_errors;
 	struct vfio_ioeventfd *next;    /* in the order added */
 };
@@ -53,7 +57,7 @@ struct vfio_ioeventfd_set {
 	struct vfio_ioeventfd *head, **tail;
 	unsigned nr;
 	struct vfio_ioeventfd *retired;  /* removed, eventfd still open */
-	bool warned_fallback;           /* the backend refusal is logged once */
+	atomic_bool warned_fallback;    /* the backend refusal is logged once */
 };
 
 /* ---- rules ------------------------------------------------------------------- */
@@ -225,8 +229,7 @@ static int attach_writer(struct vfio_ioeventfd_set *set, struct vfio_ioeventfd *
 	}
 	ev->writer = VFIO_IOEVENTFD_BY_HANDLER;
 	ev->backend_err = -err;
-	if (!set->warned_fallback) {
-		set->warned_fallback = true;
+	if (!atomic_exchange(&set->warned_fallback, true)) {
 		log_warn("vfio", "%s: %s refused device-write ioeventfd bar%u+0x%" PRIx64
 			 "[%u] (%s): kickvm performs those writes itself (slower)",
 			 set->name, set->backend->name, ev->req.bar, ev->req.offset,
@@ -268,53 +271,67 @@ static int kvm_ioeventfd(struct vfio_ioeventfd *ev, bool add)
 	return err;
 }
 
+/* Can @req's KVM ioeventfd live on @req->mr?  Only on a trapped region: a
+ * write to a mapped page never exits, so no KVM ioeventfd there could fire. */
+static bool trap_ok(const struct vfio_ioeventfd_req *req)
+{
+	return req->mr && mr_type(req->mr) == MR_IO && req->mr_offset <= mr_size(req->mr) &&
+	       req->width <= mr_size(req->mr) - req->mr_offset;
+}
+
+/*
+ * The entry is listed (not ready) under the lock, so a concurrent duplicate
+ * gets EEXIST and the limit holds; the registrations are made without it,
+ * since attaching the handler waits for the loop's thread, which may itself
+ * be waiting for the lock (a dump from the monitor).
+ */
 int vfio_ioeventfd_add(struct vfio_ioeventfd_set *set, const struct vfio_ioeventfd_req *req)
 {
-	struct vfio_ioeventfd *ev;
+	struct vfio_ioeventfd *ev = calloc(1, sizeof(*ev));
 	int ret;
 
+	if (!ev)
+		return -ENOMEM;
+	ev->set = set;
+	ev->req = *req;
+	ev->e.fd = -1;
 	pthread_mutex_lock(&set->lock);
 	ret = vfio_ioeventfd_check(&set->limits, req->bar, req->offset,
 				   vfio_ioeventfd_width_flag(req->width), 0,
 				   find_locked(set, req->bar, req->offset, req->width, req->data),
 				   set->nr);
-	if (ret < 0)
-		goto out;
-	/* Only a trapped region: a write to a mapped page never exits, so no
-	 * KVM ioeventfd there could ever fire. */
-	ret = -EINVAL;
-	if (!req->mr || mr_type(req->mr) != MR_IO || req->mr_offset > mr_size(req->mr) ||
-	    req->width > mr_size(req->mr) - req->mr_offset)
-		goto out;
-	ret = -ENOMEM;
-	ev = calloc(1, sizeof(*ev));
-	if (!ev)
-		goto out;
-	ev->set = set;
-	ev->req = *req;
-	ret = event_notifier_init(&ev->e, false);
-	if (ret)
-		goto free_ev;
-	ret = attach_writer(set, ev);
-	if (ret)
-		goto close_e;
-	ret = kvm_ioeventfd(ev, true);
-	if (ret)
-		goto detach;
-	*set->tail = ev;
-	set->tail = &ev->next;
-	set->nr++;
+	if (ret >= 0)
+		ret = trap_ok(req) ? 0 : -EINVAL;
+	if (!ret) {
+		*set->tail = ev;
+		set->tail = &ev->next;
+		set->nr++;
+	}
 	pthread_mutex_unlock(&set->lock);
-	return 0;
+	if (ret) {
+		free(ev);
+		return ret;
+	}
 
-detach:
-	detach_writer(set, ev);
-close_e:
-	event_notifier_cleanup(&ev->e);
-free_ev:
-	free(ev);
-out:
+	ret = event_notifier_init(&ev->e, false);
+	if (!ret)
+		ret = attach_writer(set, ev);
+	if (!ret) {
+		ret = kvm_ioeventfd(ev, true);
+		if (ret)
+			detach_writer(set, ev);
+	}
+
+	pthread_mutex_lock(&set->lock);
+	if (ret)
+		unlink_locked(set, ev);
+	else
+		ev->ready = true;
 	pthread_mutex_unlock(&set->lock);
+	if (ret) {
+		event_notifier_cleanup(&ev->e);
+		free(ev);
+	}
 	return ret;
 }
 
@@ -326,7 +343,7 @@ static struct vfio_ioeventfd *unlink_all_locked(struct vfio_ioeventfd_set *set,
 
 	for (ev = set->head; ev; ev = next) {
 		next = ev->next;
-		if (dynamic_only && !ev->req.dynamic)
+		if (!ev->ready || (dynamic_only && !ev->req.dynamic))
 			continue;
 		unlink_locked(set, ev);
 		ev->next = NULL;
@@ -379,6 +396,8 @@ int vfio_ioeventfd_del(struct vfio_ioeventfd_set *set, unsigned bar, uint64_t of
 
 	pthread_mutex_lock(&set->lock);
 	ev = find_locked(set, bar, offset, width, data);
+	if (ev && !ev->ready)
+		ev = NULL;      /* still being added: not there yet */
 	ret = vfio_ioeventfd_check(&set->limits, bar, offset, vfio_ioeventfd_width_flag(width),
 				   -1, ev != NULL, set->nr);
 	if (ret < 0) {
@@ -471,14 +490,23 @@ void vfio_ioeventfd_for_each(struct vfio_ioeventfd_set *set,
 			     void (*fn)(const struct vfio_ioeventfd_info *info, void *opaque),
 			     void *opaque)
 {
+	struct vfio_ioeventfd *snapshot[VFIO_IOEVENTFD_MAX];
 	struct vfio_ioeventfd_info info;
+	unsigned n = 0;
 
+	/* The paths come from the memory layer, whose lock a caller of
+	 * vfio_ioeventfd_add() may hold while it waits for ours: take the list
+	 * under our lock, ask about each entry after.  A removed entry stays
+	 * allocated until reclaim, which no dump runs concurrently with. */
 	pthread_mutex_lock(&set->lock);
-	for (struct vfio_ioeventfd *ev = set->head; ev; ev = ev->next) {
-		fill_info(ev, &info);
+	for (struct vfio_ioeventfd *ev = set->head; ev && n < VFIO_IOEVENTFD_MAX; ev = ev->next)
+		if (ev->ready)
+			snapshot[n++] = ev;
+	pthread_mutex_unlock(&set->lock);
+	for (unsigned i = 0; i < n; i++) {
+		fill_info(snapshot[i], &info);
 		fn(&info, opaque);
 	}
-	pthread_mutex_unlock(&set->lock);
 }
 
 static void add_stats(const struct vfio_ioeventfd_info *info, void *opaque)

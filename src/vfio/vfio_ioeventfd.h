@@ -216,7 +216,8 @@ struct vfio_ioeventfd_info {
 	char path[96];
 };
 
-/* Call @fn for every entry, in the order they were added. */
+/* Call @fn for every entry, in the order they were added.  Not concurrently
+ * with vfio_ioeventfd_reclaim() or vfio_ioeventfd_set_free(). */
 void vfio_ioeventfd_for_each(struct vfio_ioeventfd_set *set,
 			     void (*fn)(const struct vfio_ioeventfd_info *info, void *opaque),
 			     void *opaque);

@@ -14,11 +14,13 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -64,6 +66,9 @@ struct test_backend {
 	struct write_rec region_writes[MAX_WRITES], kernel_writes[MAX_WRITES];
 	unsigned nr_region_writes, nr_kernel_writes;
 	int region_write_ret;              /* 0: succeed */
+	/* Called on each registration (fd >= 0) before it is judged. */
+	void (*on_register)(struct test_backend *tb);
+	void *hook_opaque;
 };
 
 static int tb_ioeventfd(struct vfio_backend *b, unsigned index, uint64_t offset,
@@ -72,6 +77,8 @@ static int tb_ioeventfd(struct vfio_backend *b, unsigned index, uint64_t offset,
 	struct test_backend *tb = (struct test_backend *)b;
 	struct write_rec w = { index, width, offset, data };
 
+	if (fd >= 0 && tb->on_register)
+		tb->on_register(tb);
 	tb->ioeventfd_calls++;
 	tb->last_call = w;
 	tb->last_fd = fd;
@@ -100,9 +107,12 @@ static int tb_region_write(struct vfio_backend *b, unsigned index, uint64_t offs
 	if (tb->region_write_ret)
 		return tb->region_write_ret;
 	memcpy(&v, buf, len);
-	assert_true(tb->nr_region_writes < MAX_WRITES);
-	tb->region_writes[tb->nr_region_writes++] =
-		(struct write_rec){ index, (unsigned)len, offset, v };
+	/* Counted always, recorded while there is room (the stress test
+	 * writes more than the tests look at). */
+	if (tb->nr_region_writes < MAX_WRITES)
+		tb->region_writes[tb->nr_region_writes] =
+			(struct write_rec){ index, (unsigned)len, offset, v };
+	tb->nr_region_writes++;
 	return (int)len;
 }
 
@@ -768,6 +778,85 @@ static void test_dump(void **state)
 	f->tb.ioeventfd_ret = 0;   /* so teardown's removal reaches the "kernel" */
 }
 
+/* ---- threads ------------------------------------------------------------------------------ */
+
+struct dump_race {
+	struct vfio_ioeventfd_set *set;
+	struct event_loop *loop;
+	atomic_bool started;
+};
+
+static void dump_on_loop(void *opaque)
+{
+	struct dump_race *d = opaque;
+	FILE *out = fopen("/dev/null", "w");
+
+	assert_non_null(out);
+	atomic_store(&d->started, true);
+	vfio_ioeventfd_dump(d->set, out);
+	fclose(out);
+}
+
+/* In the middle of an add: have the loop's thread start a dump, and wait
+ * until it has.  If the add held the set's lock now, the dump would block
+ * on it and the add's wait for the loop would never end. */
+static void dump_during_add(struct test_backend *tb)
+{
+	struct dump_race *d = tb->hook_opaque;
+	const struct timespec tick = { 0, 100000 };
+
+	atomic_store(&d->started, false);
+	assert_int_equal(event_loop_call(d->loop, dump_on_loop, d), 0);
+	while (!atomic_load(&d->started))
+		nanosleep(&tick, NULL);
+}
+
+/*
+ * The loop runs in an iothread that also serves dumps (as the monitor's
+ * loop would), while this thread adds, signals and removes fallback entries.
+ * Adding waits for the loop to take the handler; a dump on the loop takes
+ * the set's lock: neither may wait for the other (a regression hangs here
+ * until the test's timeout).  Each signal is written exactly once, by the
+ * handler or at removal.
+ */
+static void test_adds_and_dumps_from_two_threads(void **state)
+{
+	struct fixture *f = *state;
+	struct vfio_ioeventfd_config cfg = {
+		.name = "dev1", .backend = &f->tb.base, .limits = limits,
+	};
+	struct vfio_ioeventfd_set *set;
+	struct iothread *it;
+	const unsigned rounds = 300;
+	struct dump_race race;
+
+	assert_int_equal(iothread_new("vfio-io", &it), 0);
+	cfg.loop = iothread_loop(it);
+	assert_int_equal(vfio_ioeventfd_set_new(&cfg, &set), 0);
+	race = (struct dump_race){ .set = set, .loop = cfg.loop };
+	f->tb.hook_opaque = &race;
+	f->tb.on_register = dump_during_add;
+	f->tb.ioeventfd_ret = -EOPNOTSUPP;
+	for (unsigned i = 0; i < rounds; i++) {
+		struct vfio_ioeventfd_req r = req_at(f, REG, 4, i, i & 1);
+
+		assert_int_equal(vfio_ioeventfd_add(set, &r), 0);
+		assert_true(kvm_guest_write(&f->kvm, BAR0_ADDR + REG, i, 4));
+		if (i & 1)
+			assert_int_equal(vfio_ioeventfd_del_all(set, true), 1);
+		else
+			assert_int_equal(vfio_ioeventfd_del(set, 0, REG, 4, i), 0);
+	}
+	f->tb.on_register = NULL;
+	/* The last dump is done before anything is reclaimed. */
+	assert_int_equal(event_loop_call_sync(cfg.loop, dump_on_loop, &race), 0);
+	assert_int_equal(f->tb.nr_region_writes, rounds);
+	assert_int_equal(vfio_ioeventfd_reclaim(set), rounds);
+	vfio_ioeventfd_set_free(set);
+	iothread_free(it);
+	f->tb.ioeventfd_ret = 0;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -783,6 +872,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_late_signal_performed_at_reclaim, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_drops_only_dynamic, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dump, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_adds_and_dumps_from_two_threads, setup, teardown),
 	};
 
 	log_set_quiet(true);
