@@ -60,6 +60,14 @@ struct vfio_ioeventfd_set {
 	atomic_bool warned_fallback;    /* the backend refusal is logged once */
 };
 
+/* "EEXIST" for EEXIST. */
+static const char *errno_name(int err)
+{
+	const char *name = strerrorname_np(err);
+
+	return name ? name : "error";
+}
+
 /* ---- rules ------------------------------------------------------------------- */
 
 uint32_t vfio_ioeventfd_width_flag(unsigned width)
@@ -233,7 +241,7 @@ static int attach_writer(struct vfio_ioeventfd_set *set, struct vfio_ioeventfd *
 		log_warn("vfio", "%s: %s refused device-write ioeventfd bar%u+0x%" PRIx64
 			 "[%u] (%s): kickvm performs those writes itself (slower)",
 			 set->name, set->backend->name, ev->req.bar, ev->req.offset,
-			 ev->req.width, strerrorname_np(-err) ? strerrorname_np(-err) : "error");
+			 ev->req.width, errno_name(-err));
 	}
 	return event_loop_set_notifier(set->loop, &ev->e, on_signal, ev);
 }
@@ -442,13 +450,6 @@ unsigned vfio_ioeventfd_reclaim(struct vfio_ioeventfd_set *set)
 }
 
 /* ---- reporting ------------------------------------------------------------------ */
-
-static const char *errno_name(int err)
-{
-	const char *name = strerrorname_np(err);
-
-	return name ? name : "error";
-}
 
 static void fill_info(const struct vfio_ioeventfd *ev, struct vfio_ioeventfd_info *info)
 {
