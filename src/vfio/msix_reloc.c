@@ -7,6 +7,8 @@
  * everything the guest sees is computed into plan->guest and plan->bars.
  */
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "vfio/msix_reloc.h"
@@ -347,4 +349,49 @@ int msix_reloc_plan(const struct msix_reloc_bar phys_bars[PCI_NUM_BARS],
 	plan->guest.pba_offset = plan->guest.table_offset + plan->table_size;
 	place_emulated(plan, page_size);
 	return 0;
+}
+
+/* "64 KiB", "2 MiB", "1 GiB"; sizes here are powers of two. */
+static void format_size(uint64_t size, char *buf, size_t len)
+{
+	static const char *const units[] = { "bytes", "KiB", "MiB", "GiB", "TiB" };
+	unsigned u = 0;
+
+	while (u + 1 < sizeof(units) / sizeof(units[0]) && size >= 1024 && !(size % 1024)) {
+		size /= 1024;
+		u++;
+	}
+	snprintf(buf, len, "%" PRIu64 " %s", size, units[u]);
+}
+
+int msix_reloc_describe(const struct msix_reloc_plan *plan, char *buf, size_t len)
+{
+	const struct msix_location *ph = &plan->phys, *g = &plan->guest;
+	char from[24], to[24];
+	int n;
+
+	if (!plan->entries)
+		return snprintf(buf, len, "no MSI-X");
+	if (!plan->relocated) {
+		n = snprintf(buf, len, "MSI-X (%u vectors) at BAR%u+0x%" PRIx32 ", not relocated",
+			     plan->entries, ph->table_bir, ph->table_offset);
+	} else if (plan->target_added) {
+		const struct msix_reloc_bar *b = &plan->bars[plan->target_bar].bar;
+
+		format_size(b->size, to, sizeof(to));
+		n = snprintf(buf, len, "MSI-X (%u vectors) moved from BAR%u+0x%" PRIx32
+			     " to BAR%u+0x%" PRIx32 ", new %s %s BAR%d", plan->entries,
+			     ph->table_bir, ph->table_offset, g->table_bir, g->table_offset, to,
+			     (b->type & PCI_BAR_MEM64) ? "64-bit" : "32-bit", plan->target_bar);
+	} else {
+		format_size(plan->bars[plan->target_bar].phys_size, from, sizeof(from));
+		format_size(plan->bars[plan->target_bar].bar.size, to, sizeof(to));
+		n = snprintf(buf, len, "MSI-X (%u vectors) moved from BAR%u+0x%" PRIx32
+			     " to BAR%u+0x%" PRIx32 ", BAR%d %s -> %s", plan->entries,
+			     ph->table_bir, ph->table_offset, g->table_bir, g->table_offset,
+			     plan->target_bar, from, to);
+	}
+	if (plan->note && n >= 0 && (size_t)n < len)
+		n += snprintf(buf + n, len - (size_t)n, " (%s)", plan->note);
+	return n;
 }

@@ -66,6 +66,7 @@
 #define KICKVM_VFIO_MSIX_RELOC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "kickvm/pci.h"   /* PCI_NUM_BARS, PCI_BAR_* type bits */
@@ -176,5 +177,14 @@ int msix_reloc_plan(const struct msix_reloc_bar phys_bars[PCI_NUM_BARS],
 		    const struct msix_location *phys_msix, unsigned entries,
 		    enum msix_reloc_mode mode, uint64_t page_size,
 		    struct msix_reloc_plan *plan, const char **why);
+
+/*
+ * One line for the log saying what the plan does, e.g.
+ *   "MSI-X (96 vectors) moved from BAR1+0xe000 to BAR1+0x10000, BAR1 64 KiB -> 128 KiB"
+ *   "MSI-X (96 vectors) moved from BAR1+0xe000 to BAR5+0x0, new 4 KiB 32-bit BAR5"
+ *   "MSI-X (96 vectors) at BAR1+0xe000, not relocated"
+ * (with plan->note appended when there is one).  Returns snprintf's value.
+ */
+int msix_reloc_describe(const struct msix_reloc_plan *plan, char *buf, size_t len);
 
 #endif

@@ -137,5 +137,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	check_plan(bars, &loc, entries, &plan, page);
+	{
+		char line[200], small[16];
+
+		CHECK(msix_reloc_describe(&plan, line, sizeof(line)) < (int)sizeof(line));
+		msix_reloc_describe(&plan, small, sizeof(small));
+		CHECK(memchr(small, 0, sizeof(small)));
+	}
 	return 0;
 }

@@ -434,6 +434,28 @@ static void test_size_rounding(void **state)
 	assert_int_equal(msix_reloc_size(2049, PAGE_4K), 0);
 }
 
+static void test_describe(void **state)
+{
+	struct msix_reloc_plan p;
+	char line[160];
+
+	(void)state;
+	plan_sas(MSIX_RELOC_AUTO, PAGE_4K, &p);
+	msix_reloc_describe(&p, line, sizeof(line));
+	assert_string_equal(line, "MSI-X (96 vectors) moved from BAR1+0xe000 to BAR1+0x10000, "
+				  "BAR1 64 KiB -> 128 KiB");
+	plan_sas(MSIX_RELOC_BAR0 + 5, PAGE_4K, &p);
+	msix_reloc_describe(&p, line, sizeof(line));
+	assert_string_equal(line, "MSI-X (96 vectors) moved from BAR1+0xe000 to BAR5+0x0, "
+				  "new 4 KiB 32-bit BAR5");
+	plan_sas(MSIX_RELOC_OFF, PAGE_4K, &p);
+	msix_reloc_describe(&p, line, sizeof(line));
+	assert_string_equal(line, "MSI-X (96 vectors) at BAR1+0xe000, not relocated");
+	/* Truncation is safe. */
+	assert_true(msix_reloc_describe(&p, line, 8) > 8);
+	assert_int_equal(strlen(line), 7);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -450,6 +472,7 @@ int main(void)
 		cmocka_unit_test(test_auto_cheapest),
 		cmocka_unit_test(test_parse),
 		cmocka_unit_test(test_size_rounding),
+		cmocka_unit_test(test_describe),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
