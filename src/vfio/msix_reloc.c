@@ -334,6 +334,10 @@ int msix_reloc_plan(const struct msix_reloc_bar phys_bars[PCI_NUM_BARS],
 	if (!phys_bars[target].size) {
 		/* A new BAR; 64-bit when the slot after it is free too. */
 		plan->target_added = true;
+		for (int i = target + 1; i < PCI_NUM_BARS; i++)
+			if (phys_bars[i].size)
+				plan->note = "the new BAR comes before the device's own: a driver "
+					     "that takes the first memory BAR may fail to probe";
 		gb->bar.type = PCI_BAR_PREFETCH | PCI_BAR_MEM32;
 		if (target + 1 < PCI_NUM_BARS && !phys_bars[target + 1].size) {
 			gb->bar.type = PCI_BAR_PREFETCH | PCI_BAR_MEM64;

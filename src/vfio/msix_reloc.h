@@ -134,7 +134,8 @@ struct msix_reloc_plan {
 		struct msix_reloc_range table, pba;
 	} bars[PCI_NUM_BARS];
 
-	/* Why auto left MSI-X in place, or NULL. A static string. */
+	/* Why auto left MSI-X in place, or a warning about an explicit target
+	 * in front of the device's BARs, or NULL.  A static string. */
 	const char *note;
 };
 

@@ -197,6 +197,7 @@ static void test_bar5_adds_a_32bit_prefetchable_bar(void **state)
 	assert_bar(&p, 3, KIB(256), MEM64_NP, false, KIB(256));
 	/* The last slot has no room for an upper half: 32-bit. */
 	assert_bar(&p, 5, KIB(64), MEM32_P, false, 0);
+	assert_null(p.note);                    /* after the device's BARs */
 	assert_int_equal(p.bars[5].table.offset, 0);
 	assert_int_equal(p.bars[5].table.size, 0x600);
 	assert_int_equal(p.bars[5].pba.offset, 0x600);
@@ -217,6 +218,7 @@ static void test_bar0_when_next_slot_used(void **state)
 
 	(void)state;
 	plan_sas(MSIX_RELOC_BAR0, PAGE_64K, &p);
+	assert_non_null(strstr(p.note, "first memory BAR"));   /* done, with a warning */
 	assert_bar(&p, 0, KIB(64), MEM32_P, false, 0);
 	assert_location(&p.guest, 0, 0, 0, 0x600);
 	assert_int_equal(p.bars[1].nr_holes, 0);
