@@ -50,7 +50,7 @@ timeout --foreground -k 10 "$limit" \
 	qemu-system-x86_64 -accel tcg -M q35 -cpu max -smp 1 -m "${LAB_MEM:-2G}" \
 	-kernel "$out/vmlinuz" -initrd "$out/lab.cpio.gz" \
 	-device intel-iommu,intremap=on $extra \
-	-append "console=ttyS0 intel_iommu=on panic=-1 kickvm.group=$group kickvm.boot_timeout=${LAB_BOOT_TIMEOUT:-180}" \
+	-append "console=ttyS0 intel_iommu=on no_timer_check panic=-1 kickvm.group=$group kickvm.boot_timeout=${LAB_BOOT_TIMEOUT:-180}" \
 	-nographic -no-reboot -nodefaults -serial stdio -monitor none \
 	</dev/null >"$log" 2>&1
 qemu_rc=$?
