@@ -10,8 +10,9 @@
 
 /* ---- memory layout ----------------------------------------------------------
  * RAM starts at 0 and stops at KICKVM_MMIO_HOLE below 4 GiB (the rest, if any,
- * continues at 4 GiB).  The first MiB belongs to the boot structures kickvm
- * writes; guest images load at 1 MiB and above. */
+ * continues at 4 GiB).  The boot structures kickvm writes live in the first
+ * MiB (boot.h lists every range); guest images load at 1 MiB and above, and
+ * may put segments in the rest of the first MiB (GNU ld's header segment). */
 #define KICKVM_MMIO_HOLE        0xc0000000ull
 #define KICKVM_BOOT_GDT         0x1000ull   /* boot GDT: null, code64, data, code32 */
 #define KICKVM_BOOT_PML4        0x2000ull   /* identity map of 0-4 GiB, 2 MiB pages, */

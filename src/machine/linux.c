@@ -132,7 +132,9 @@ static int write_reset_vector(struct machine *m)
 		0xeb, 0xfd,                                   /* jmp hlt */
 	};
 
-	return guest_mem_write(&m->mem, 0xffff0, stub, sizeof(stub));
+	_Static_assert(LINUX_RESET_VECTOR + sizeof(stub) <= KICKVM_GUEST_LOAD_MIN,
+		       "the reset stub runs past 1 MiB");
+	return guest_mem_write(&m->mem, LINUX_RESET_VECTOR, stub, sizeof(stub));
 }
 
 /* The vmlinux path: segments by the ELF loader, entry through PVH. */

@@ -53,7 +53,7 @@ check "version"               0 "^kickvm [0-9]"              -- "$kickvm" --vers
 
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "skip the KVM part: /dev/kvm is missing or not accessible"
-	skip=$((skip + 11))
+	skip=$((skip + 13))
 else
 	head -c 4096 /dev/urandom >"$tmp/random.bin"
 	printf '\177ELF\002\001\001' >"$tmp/truncated.elf"
@@ -72,6 +72,13 @@ else
 		-- "$kickvm" run --stats -object iothread,id=io0,poll-max-ns=0 -device virtio-rng,iothread=io0 "$demo"
 	check "trace ioeventfd"   0 "ioeventfd_handler testdev"  -- "$kickvm" run --trace 'ioeventfd_*' "$demo"
 	check "info dumps"        0 "FlatView: AS \"memory\""    -- "$kickvm" run --info all "$demo"
+	# PVH guests linked by GNU ld with -Ttext (guest/pvh/pvh.S): the header
+	# segment below 1 MiB loads; one on the boot tables, or an entry that
+	# its mode cannot reach, is a bad guest file (status 2, a clear reason).
+	guests=$(dirname "$demo")
+	check "PVH ld -Ttext guest" 42 ""                        -- "$kickvm" run "$guests/kickvm-pvh-ld.elf"
+	check "segment on boot tables" 2 "collides with kickvm's boot tables" \
+		-- "$kickvm" run "$guests/kickvm-pvh-collide.elf"
 	check "bench json"        0 '^\{"bench":"doorbell","writes":50,"paths":\[\{"path":"trapped-pio","cpl":0' \
 		-- "$kickvm" bench doorbell --writes 50 --json
 	check "bench blk json"    0 '^\{"bench":"blk","reqs":200,"cache":"writeback","aio":"(io_uring|threads)\+inline","guest":"polled","runs":\[\{"op":"randread","qd":1,"ioeventfd":"on"' \
