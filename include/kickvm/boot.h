@@ -61,7 +61,9 @@ enum boot_protocol {
 };
 
 /* The protocol @img boots with when @requested; -ENOEXEC (with *@why) when
- * the image lacks what @requested needs. */
+ * the image lacks what @requested needs, or when the chosen entry cannot be
+ * reached in the mode it starts in (PVH: above 4 GiB; KickVM and ELF64:
+ * outside the identity map of 0-4 GiB). */
 int boot_choose(const struct boot_image *img, enum boot_protocol requested,
 		enum boot_protocol *chosen, const char **why);
 const char *boot_protocol_name(enum boot_protocol p);

@@ -18,6 +18,7 @@
 #define KICKVM_BOOT_PML4        0x2000ull   /* identity map of 0-4 GiB, 2 MiB pages, */
 #define KICKVM_BOOT_PDPT        0x3000ull   /* user-accessible (U/S=1) so CPL3 code  */
 #define KICKVM_BOOT_PD          0x4000ull   /* reaches devices; 4 pages of PDs       */
+#define KICKVM_BOOT_IDENTITY_END 0x100000000ull /* what those tables map: 0-4 GiB    */
 #define KICKVM_BOOT_START_INFO  0x8000ull   /* struct hvm_start_info (PVH)           */
 #define KICKVM_BOOT_MEMMAP      0x8100ull   /* struct hvm_memmap_table_entry[]       */
 #define KICKVM_BOOT_CMDLINE     0x9000ull

@@ -150,8 +150,9 @@ static int load_vmlinux(struct machine *m, const uint8_t *buf, size_t len,
 	if (ret)
 		return ret;
 	if (boot_choose(&img, BOOT_PVH, &proto, why) < 0) {
-		*why = "vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): "
-		       "boot its bzImage instead";
+		if (!img.pvh_entry32)
+			*why = "vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): "
+			       "boot its bzImage instead";
 		return -ENOEXEC;
 	}
 	ret = linux_setup_pvh(&m->mem, cfg, img.load_end + 1, initrd_addr, why);

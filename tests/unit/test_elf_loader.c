@@ -267,13 +267,11 @@ static void test_gnu_ld_header_segment(void **state)
 	}
 }
 
-/* The build's own GNU ld-linked PVH guest (guest/pvh/pvh.S), next to this
+/* The build's GNU ld-linked PVH guests (guest/pvh/pvh.S) are next to this
  * test's binary: build/tests/unit -> build/guest. */
-static void test_real_gnu_ld_image(void **state)
+static void guest_elf_path(char *path, size_t size, const char *name)
 {
-	char exe[4096], path[4200 + 64], *slash;
-	struct boot_image img;
-	const char *why = NULL;
+	char exe[4096], *slash;
 	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
 
 	assert_true(n > 0);
@@ -281,16 +279,25 @@ static void test_real_gnu_ld_image(void **state)
 	slash = strrchr(exe, '/');
 	assert_non_null(slash);
 	*slash = 0;
-	snprintf(path, sizeof(path), "%s/../../guest/kickvm-pvh-ld.elf", exe);
+	snprintf(path, size, "%s/../../guest/kickvm-%s.elf", exe, name);
 	if (access(path, R_OK) != 0)
 		fail_msg("%s missing: build the guests (ninja -C build)", path);
+}
+
+static void test_real_gnu_ld_image(void **state)
+{
+	char path[4200];
+	struct boot_image img;
+	const char *why = NULL;
+
+	guest_elf_path(path, sizeof(path), "pvh-ld");
 	assert_int_equal(boot_load_elf_file(*state, path, &img, &why), 0);
 	assert_null(why);
 	assert_true(img.load_start < KICKVM_GUEST_LOAD_MIN);
 	assert_memory_equal(guest_mem_ptr(*state, img.load_start, 4), ELFMAG, 4);
 	assert_int_equal(img.pvh_entry32, 0x100000);
 
-	snprintf(path, sizeof(path), "%s/../../guest/kickvm-pvh-collide.elf", exe);
+	guest_elf_path(path, sizeof(path), "pvh-collide");
 	assert_int_equal(boot_load_elf_file(*state, path, &img, &why), -ENOEXEC);
 	assert_non_null(strstr(why, "collides with kickvm's boot tables"));
 }
@@ -470,6 +477,69 @@ static void test_boot_protocols(void **state)
 	assert_int_equal(boot_choose(&img, BOOT_PVH, &p, &why), -ENOEXEC);
 }
 
+/*
+ * With RAM above 4 GiB a segment may load there, but no entry may: PVH is
+ * entered with paging off in 32-bit mode, the 64-bit entries on the boot
+ * identity map of 0-4 GiB.  Each entry in turn points into a segment at
+ * 4 GiB; the loader takes the image, boot_choose() refuses the protocol.
+ */
+static void test_entries_above_4g(void **state)
+{
+	const uint64_t high = KICKVM_BOOT_IDENTITY_END + 0x10;
+	struct guest_mem gm;
+	struct boot_image img;
+	enum boot_protocol p;
+	struct image im;
+	const char *why;
+	char path[4200];
+
+	(void)state;
+	/* Bank 2 at 4 GiB; nothing is touched but what the image loads. */
+	assert_int_equal(guest_mem_create(&gm, KICKVM_MMIO_HOLE + RAM_SIZE, KICKVM_MMIO_HOLE), 0);
+
+	build_image(&im);
+	im.ph[1].p_paddr = im.ph[1].p_vaddr = KICKVM_BOOT_IDENTITY_END;
+	memcpy(im.buf + NOTE_OFF + sizeof(Elf64_Nhdr) + 4, &high, 8);
+	assert_int_equal(boot_load_elf(&gm, im.buf, im.len, &img, &why), 0);
+	assert_int_equal(img.pvh_entry32, high);
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_PVH, &p, &why), -ENOEXEC);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "PVH entry above 4 GiB"));
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "PVH entry above 4 GiB"));
+	/* e_entry is below: the ELF64 protocol still boots it. */
+	assert_int_equal(boot_choose(&img, BOOT_ELF64, &p, &why), 0);
+
+	img.kickvm_entry64 = high;
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "KickVM entry outside the boot identity map"));
+	img.kickvm_entry64 = KICKVM_BOOT_IDENTITY_END - 0x1000;
+	assert_int_equal(boot_choose(&img, BOOT_KICKVM, &p, &why), 0);
+
+	img.entry64 = high;
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_ELF64, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "ELF entry point outside the boot identity map"));
+
+	/* A PVH entry just below 4 GiB is fine. */
+	img.pvh_entry32 = UINT32_MAX;
+	assert_int_equal(boot_choose(&img, BOOT_PVH, &p, &why), 0);
+
+	/* The same with images GNU ld linked (.hightext at 4 GiB). */
+	guest_elf_path(path, sizeof(path), "pvh-high");
+	assert_int_equal(boot_load_elf_file(&gm, path, &img, &why), 0);
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "PVH entry above 4 GiB"));
+	guest_elf_path(path, sizeof(path), "kickvm-high");
+	assert_int_equal(boot_load_elf_file(&gm, path, &img, &why), 0);
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "KickVM entry outside the boot identity map"));
+	guest_mem_destroy(&gm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -484,6 +554,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_cmdline_too_long, setup_ram, teardown_ram),
 		cmocka_unit_test(test_vcpu_state),
 		cmocka_unit_test(test_boot_protocols),
+		cmocka_unit_test(test_entries_above_4g),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
