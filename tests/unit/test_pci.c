@@ -5,6 +5,7 @@
  * spaces.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <cmocka.h>
 
 #include "kickvm/event.h"
@@ -494,6 +496,119 @@ static void test_slots(void **state)
 			pci_bus_remove_device(f->pci.bus, &many[i]);
 }
 
+/* ---- a hook that blocks -------------------------------------------------------------- */
+
+/* A function whose config_write hook waits until the test lets it go, as
+ * virtio's does while it drains requests or stops its notifiers. */
+struct blocker {
+	struct pci_device pci;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool entered, released, returned;
+};
+
+static void blocker_config_write(struct pci_device *d, uint32_t offset, uint32_t value,
+				 unsigned len)
+{
+	struct blocker *b = d->opaque;
+
+	(void)offset; (void)value; (void)len;
+	pthread_mutex_lock(&b->lock);
+	b->entered = true;
+	pthread_cond_broadcast(&b->cond);
+	while (!b->released)
+		pthread_cond_wait(&b->cond, &b->lock);
+	b->returned = true;
+	pthread_mutex_unlock(&b->lock);
+}
+
+static const struct pci_device_ops blocker_ops = { .config_write = blocker_config_write };
+
+struct bystander {
+	struct fx *f;
+	struct blocker *b;          /* its lock and cond carry @done too */
+	bool done;
+	uint64_t dummy_id, bridge_id;
+};
+
+static void *blocked_writer(void *opaque)
+{
+	struct bystander *by = opaque;
+
+	ecam_wr(by->f, by->b->pci.devfn, 0x40, 1, 4);
+	return NULL;
+}
+
+/* Another vCPU: config accesses to other functions, by ECAM and CF8. */
+static void *bystander_vcpu(void *opaque)
+{
+	struct bystander *by = opaque;
+	uint64_t dummy_id = ecam_rd(by->f, 0, DEV, 0, 4);
+	uint64_t bridge_id = cf8_rd(by->f, 0, 0, 0, 4);
+
+	cf8_wr(by->f, DEV, CMD, 0x4, 2);      /* and a write, with its bus_master hook */
+	pthread_mutex_lock(&by->b->lock);
+	by->dummy_id = dummy_id;
+	by->bridge_id = bridge_id;
+	by->done = true;
+	pthread_cond_broadcast(&by->b->cond);
+	pthread_mutex_unlock(&by->b->lock);
+	return NULL;
+}
+
+/*
+ * While one function's config_write hook blocks, config accesses to the
+ * other functions complete: the hook holds its own function, not the bus.
+ * Synchronised, not timed: the bystander's accesses start once the hook is
+ * known to be inside, and must be done while it is still there.  The wait
+ * for them has a deadline only so that a bus that does block fails the test
+ * instead of hanging it.
+ */
+static void test_blocking_hook_does_not_hold_the_bus(void **state)
+{
+	struct fx *f = *state;
+	struct blocker b = { 0 };
+	struct bystander by = { .f = f, .b = &b };
+	pthread_t writer, vcpu;
+	struct timespec deadline;
+	bool done_while_blocked;
+	int r = 0;
+
+	pci_device_init(&b.pci, "blocker", 0x1234, 0x9999, 0xff0000, 0, 0, 0, &blocker_ops, &b);
+	pthread_mutex_init(&b.lock, NULL);
+	pthread_cond_init(&b.cond, NULL);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &b.pci, -1), 0);
+
+	assert_int_equal(pthread_create(&writer, NULL, blocked_writer, &by), 0);
+	pthread_mutex_lock(&b.lock);
+	while (!b.entered)
+		pthread_cond_wait(&b.cond, &b.lock);
+	pthread_mutex_unlock(&b.lock);
+
+	assert_int_equal(pthread_create(&vcpu, NULL, bystander_vcpu, &by), 0);
+	clock_gettime(CLOCK_REALTIME, &deadline);
+	deadline.tv_sec += 30;
+	pthread_mutex_lock(&b.lock);
+	while (!by.done && r != ETIMEDOUT)
+		r = pthread_cond_timedwait(&b.cond, &b.lock, &deadline);
+	done_while_blocked = by.done && !b.returned;
+	b.released = true;
+	pthread_cond_broadcast(&b.cond);
+	pthread_mutex_unlock(&b.lock);
+	pthread_join(writer, NULL);
+	pthread_join(vcpu, NULL);
+
+	assert_true(done_while_blocked);
+	assert_true(b.returned);
+	assert_int_equal(by.dummy_id, 0x56781234);
+	assert_int_equal(by.bridge_id, 0x29c08086);
+	assert_int_equal(f->dm.bm_calls, 1);
+	assert_true(f->dm.bm_last);
+	pci_bus_remove_device(f->pci.bus, &b.pci);
+	pthread_cond_destroy(&b.cond);
+	pthread_mutex_destroy(&b.lock);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -505,6 +620,7 @@ int main(void)
 		T(test_capabilities),
 		T(test_bus_master_and_reset),
 		T(test_slots),
+		T(test_blocking_hook_does_not_hold_the_bus),
 #undef T
 	};
 
