@@ -5,7 +5,6 @@
  * spaces.
  */
 #include <errno.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,12 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <cmocka.h>
 
 #include "kickvm/event.h"
 #include "kickvm/memory.h"
 #include "kickvm/pci.h"
+#include "gate.h"
 #include "pci_world.h"
 
 #define CMD   0x04
@@ -502,9 +501,7 @@ static void test_slots(void **state)
  * virtio's does while it drains requests or stops its notifiers. */
 struct blocker {
 	struct pci_device pci;
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	bool entered, released, returned;
+	struct gate gate;
 };
 
 static void blocker_config_write(struct pci_device *d, uint32_t offset, uint32_t value,
@@ -513,21 +510,15 @@ static void blocker_config_write(struct pci_device *d, uint32_t offset, uint32_t
 	struct blocker *b = d->opaque;
 
 	(void)offset; (void)value; (void)len;
-	pthread_mutex_lock(&b->lock);
-	b->entered = true;
-	pthread_cond_broadcast(&b->cond);
-	while (!b->released)
-		pthread_cond_wait(&b->cond, &b->lock);
-	b->returned = true;
-	pthread_mutex_unlock(&b->lock);
+	gate_pass(&b->gate);
 }
 
 static const struct pci_device_ops blocker_ops = { .config_write = blocker_config_write };
 
 struct bystander {
 	struct fx *f;
-	struct blocker *b;          /* its lock and cond carry @done too */
-	bool done;
+	struct blocker *b;
+	bool done;                  /* under b->gate's lock */
 	uint64_t dummy_id, bridge_id;
 };
 
@@ -543,70 +534,37 @@ static void *blocked_writer(void *opaque)
 static void *bystander_vcpu(void *opaque)
 {
 	struct bystander *by = opaque;
-	uint64_t dummy_id = ecam_rd(by->f, 0, DEV, 0, 4);
-	uint64_t bridge_id = cf8_rd(by->f, 0, 0, 0, 4);
 
+	by->dummy_id = ecam_rd(by->f, 0, DEV, 0, 4);
+	by->bridge_id = cf8_rd(by->f, 0, 0, 0, 4);
 	cf8_wr(by->f, DEV, CMD, 0x4, 2);      /* and a write, with its bus_master hook */
-	pthread_mutex_lock(&by->b->lock);
-	by->dummy_id = dummy_id;
-	by->bridge_id = bridge_id;
-	by->done = true;
-	pthread_cond_broadcast(&by->b->cond);
-	pthread_mutex_unlock(&by->b->lock);
+	gate_set(&by->b->gate, &by->done);
 	return NULL;
 }
 
 /*
  * While one function's config_write hook blocks, config accesses to the
  * other functions complete: the hook holds its own function, not the bus.
- * Synchronised, not timed: the bystander's accesses start once the hook is
- * known to be inside, and must be done while it is still there.  The wait
- * for them has a deadline only so that a bus that does block fails the test
- * instead of hanging it.
+ * Synchronised, not timed: the bystander starts once the hook is known to
+ * be inside, and must be done while it is still there (gate.h).
  */
 static void test_blocking_hook_does_not_hold_the_bus(void **state)
 {
 	struct fx *f = *state;
-	struct blocker b = { 0 };
+	struct blocker b;
 	struct bystander by = { .f = f, .b = &b };
-	pthread_t writer, vcpu;
-	struct timespec deadline;
-	bool done_while_blocked;
-	int r = 0;
 
 	pci_device_init(&b.pci, "blocker", 0x1234, 0x9999, 0xff0000, 0, 0, 0, &blocker_ops, &b);
-	pthread_mutex_init(&b.lock, NULL);
-	pthread_cond_init(&b.cond, NULL);
+	gate_init(&b.gate);
 	assert_int_equal(pci_bus_add_device(f->pci.bus, &b.pci, -1), 0);
-
-	assert_int_equal(pthread_create(&writer, NULL, blocked_writer, &by), 0);
-	pthread_mutex_lock(&b.lock);
-	while (!b.entered)
-		pthread_cond_wait(&b.cond, &b.lock);
-	pthread_mutex_unlock(&b.lock);
-
-	assert_int_equal(pthread_create(&vcpu, NULL, bystander_vcpu, &by), 0);
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += 30;
-	pthread_mutex_lock(&b.lock);
-	while (!by.done && r != ETIMEDOUT)
-		r = pthread_cond_timedwait(&b.cond, &b.lock, &deadline);
-	done_while_blocked = by.done && !b.returned;
-	b.released = true;
-	pthread_cond_broadcast(&b.cond);
-	pthread_mutex_unlock(&b.lock);
-	pthread_join(writer, NULL);
-	pthread_join(vcpu, NULL);
-
-	assert_true(done_while_blocked);
-	assert_true(b.returned);
+	assert_true(gate_bystander_finishes(&b.gate, blocked_writer, bystander_vcpu, &by,
+					    &by.done));
 	assert_int_equal(by.dummy_id, 0x56781234);
 	assert_int_equal(by.bridge_id, 0x29c08086);
 	assert_int_equal(f->dm.bm_calls, 1);
 	assert_true(f->dm.bm_last);
 	pci_bus_remove_device(f->pci.bus, &b.pci);
-	pthread_cond_destroy(&b.cond);
-	pthread_mutex_destroy(&b.lock);
+	gate_destroy(&b.gate);
 }
 
 int main(void)
