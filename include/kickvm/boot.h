@@ -23,6 +23,20 @@ struct boot_image {
 };
 
 /*
+ * What kickvm writes below KICKVM_GUEST_LOAD_MIN, whatever the boot protocol:
+ * boot tables, start info and command line, Linux's zero page, the ACPI
+ * tables, the reset stub.  A segment may load anywhere else in RAM (GNU ld
+ * puts an image's ELF headers in a segment of their own just below .text,
+ * at 0xff000 for -Ttext=0x100000); one that overlaps these is refused.
+ * Ranges are [start, end); boot_reserved_range() returns NULL past the last.
+ */
+struct boot_reserved {
+	uint64_t start, end;
+	const char *what;
+};
+const struct boot_reserved *boot_reserved_range(unsigned index);
+
+/*
  * Parse @buf (@len bytes, the whole file) and copy its PT_LOAD segments into
  * @gm (bss zeroed).  Errors: -ENOEXEC with *@why set to a static reason ("not
  * an ELF file", "not x86-64", "segment outside guest RAM", ...).
@@ -47,7 +61,9 @@ enum boot_protocol {
 };
 
 /* The protocol @img boots with when @requested; -ENOEXEC (with *@why) when
- * the image lacks what @requested needs. */
+ * the image lacks what @requested needs, or when the chosen entry cannot be
+ * reached in the mode it starts in (PVH: above 4 GiB; KickVM and ELF64:
+ * outside the identity map of 0-4 GiB). */
 int boot_choose(const struct boot_image *img, enum boot_protocol requested,
 		enum boot_protocol *chosen, const char **why);
 const char *boot_protocol_name(enum boot_protocol p);

@@ -28,13 +28,34 @@ struct event_loop;
  */
 struct event_notifier {
 	int fd;                          /* eventfd, -1 when not initialised */
+	struct event_fd *file;           /* what holds @fd open (below); valid
+					  * only while @fd >= 0 */
 	_Atomic uint64_t consumed;       /* total read by test_and_clear */
 	_Atomic uint64_t fallback_signals;
 };
 
+/*
+ * The eventfd of a notifier, reference counted.  The notifier holds one
+ * reference; whoever may still signal the eventfd after its owner is done
+ * with it takes another: a flat view that names the notifier (memory.h) is
+ * one, as a vCPU that found the doorbell in an old view may signal it after
+ * the commit that removed it.  event_notifier_cleanup() drops the
+ * notifier's reference; the fd is closed when the last one goes, so such a
+ * late signal reaches the old eventfd, never a closed fd or another file
+ * that reused its number.
+ */
+struct event_fd;
+/* A new reference on @e's eventfd; NULL when @e has none. */
+struct event_fd *event_notifier_ref_fd(struct event_notifier *e);
+void event_fd_unref(struct event_fd *f);
+/* event_notifier_signal_fallback() that writes through @f (a reference
+ * taken on @e's eventfd, maybe since replaced), or through @e if NULL. */
+int event_notifier_signal_fallback_via(struct event_notifier *e, struct event_fd *f);
+
 /* Create the eventfd (non-blocking, close-on-exec); @active sets it once. */
 int event_notifier_init(struct event_notifier *e, bool active);
-/* Close the eventfd; safe on a notifier that was never initialised (fd -1). */
+/* Drop the notifier's reference on its eventfd (closed unless a flat view
+ * still holds it, see above); safe on a notifier never initialised (fd -1). */
 void event_notifier_cleanup(struct event_notifier *e);
 /* Add 1 to the eventfd counter, as KVM does on a matching write. */
 int event_notifier_set(struct event_notifier *e);

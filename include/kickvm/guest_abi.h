@@ -10,13 +10,15 @@
 
 /* ---- memory layout ----------------------------------------------------------
  * RAM starts at 0 and stops at KICKVM_MMIO_HOLE below 4 GiB (the rest, if any,
- * continues at 4 GiB).  The first MiB belongs to the boot structures kickvm
- * writes; guest images load at 1 MiB and above. */
+ * continues at 4 GiB).  The boot structures kickvm writes live in the first
+ * MiB (boot.h lists every range); guest images load at 1 MiB and above, and
+ * may put segments in the rest of the first MiB (GNU ld's header segment). */
 #define KICKVM_MMIO_HOLE        0xc0000000ull
 #define KICKVM_BOOT_GDT         0x1000ull   /* boot GDT: null, code64, data, code32 */
 #define KICKVM_BOOT_PML4        0x2000ull   /* identity map of 0-4 GiB, 2 MiB pages, */
 #define KICKVM_BOOT_PDPT        0x3000ull   /* user-accessible (U/S=1) so CPL3 code  */
 #define KICKVM_BOOT_PD          0x4000ull   /* reaches devices; 4 pages of PDs       */
+#define KICKVM_BOOT_IDENTITY_END 0x100000000ull /* what those tables map: 0-4 GiB    */
 #define KICKVM_BOOT_START_INFO  0x8000ull   /* struct hvm_start_info (PVH)           */
 #define KICKVM_BOOT_MEMMAP      0x8100ull   /* struct hvm_memmap_table_entry[]       */
 #define KICKVM_BOOT_CMDLINE     0x9000ull

@@ -28,6 +28,8 @@ struct guest_mem;
 #define LINUX_BOOT_PARAMS   0xa000ull   /* the zero page, 4 KiB */
 #define LINUX_BOOT_GDT      0xb000ull   /* null, null, __BOOT_CS 0x10, __BOOT_DS 0x18 */
 #define LINUX_PVH_MODLIST   0xb100ull   /* struct hvm_modlist_entry[1] */
+#define LINUX_BOOT_AREA_END 0xc000ull   /* the pages above end here */
+#define LINUX_RESET_VECTOR  0xffff0ull  /* reboot stub, up to 1 MiB (machine/linux.c) */
 #define LINUX_BOOT_CS       0x10
 #define LINUX_BOOT_DS       0x18
 

@@ -9,10 +9,13 @@
  * The layout mirrors QEMU's microvm with pcie=on so one guest runs on both:
  * ECAM at PCI_ECAM_BASE, a 32-bit MMIO window for BARs, an I/O window.
  *
- * Config accesses from vCPU threads are serialised by the bus lock; the
- * config_read/config_write hooks are called with it held.  bus_master and
- * reset may wait for an iothread (virtio stops its host notifiers), so they
- * are called without it, serialised among themselves by a second bus lock.
+ * Config accesses from vCPU threads are serialised per function: each runs
+ * under the function's lock (struct pci_device's), and so does every hook
+ * (config_read, config_write, bus_master, reset).  Hooks may block (virtio
+ * stops its host notifiers and drains its requests from config_write through
+ * its config access window, and from bus_master and reset): that holds up
+ * accesses to the same function only.  The bus lock is taken for a lookup
+ * alone, never across a hook, so the rest of the bus keeps answering.
  * All int-returning calls return 0 or a negative errno.
  */
 #ifndef KICKVM_PCI_H
@@ -87,6 +90,8 @@ struct pci_device {
 	void *opaque;                          /* the device model's */
 	struct msix *msix;                     /* NULL without MSI-X */
 	uint16_t cap_end;                      /* next free capability byte */
+	pthread_mutex_t lock;                  /* config accesses and hooks */
+	unsigned users;                        /* accesses in flight (bus lock) */
 };
 
 /* What the bus needs from its surroundings: a KVM may be NULL (unit tests),

@@ -22,7 +22,7 @@
 #include "kickvm/x86.h"
 
 #define BOOT_GDT_ENTRIES 4
-#define NR_PD_PAGES      4   /* one page directory per GiB */
+#define NR_PD_PAGES      (KICKVM_BOOT_IDENTITY_END >> 30)  /* one page directory per GiB */
 #define PAGE_2M          (2ull << 20)
 
 /*
@@ -137,13 +137,35 @@ const char *boot_protocol_name(enum boot_protocol p)
 	return p <= BOOT_ELF64 ? names[p] : "?";
 }
 
+/* The entry @proto jumps to must be reachable in the mode it starts in:
+ * PVH enters in 32-bit mode with paging off, the 64-bit entries on the
+ * identity map of write_page_tables().  A segment may lie higher (RAM
+ * continues above 4 GiB), its entry may not. */
+static int check_entry(const struct boot_image *img, enum boot_protocol proto,
+		       const char **why)
+{
+	const char *reason = NULL;
+
+	if (proto == BOOT_PVH && img->pvh_entry32 > UINT32_MAX)
+		reason = "PVH entry above 4 GiB (it is entered in 32-bit mode, paging off)";
+	else if (proto == BOOT_KICKVM && img->kickvm_entry64 >= KICKVM_BOOT_IDENTITY_END)
+		reason = "KickVM entry outside the boot identity map (0-4 GiB)";
+	else if (proto == BOOT_ELF64 && img->entry64 >= KICKVM_BOOT_IDENTITY_END)
+		reason = "ELF entry point outside the boot identity map (0-4 GiB)";
+	if (!reason)
+		return 0;
+	if (why)
+		*why = reason;
+	return -ENOEXEC;
+}
+
 int boot_choose(const struct boot_image *img, enum boot_protocol requested,
 		enum boot_protocol *chosen, const char **why)
 {
 	switch (requested) {
 	case BOOT_AUTO:
 		*chosen = img->kickvm_entry64 ? BOOT_KICKVM : img->pvh_entry32 ? BOOT_PVH : BOOT_ELF64;
-		return 0;
+		return check_entry(img, *chosen, why);
 	case BOOT_KICKVM:
 		if (!img->kickvm_entry64)
 			goto missing;
@@ -156,7 +178,7 @@ int boot_choose(const struct boot_image *img, enum boot_protocol requested,
 		break;
 	}
 	*chosen = requested;
-	return 0;
+	return check_entry(img, *chosen, why);
 missing:
 	if (why)
 		*why = requested == BOOT_PVH ? "no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY)"

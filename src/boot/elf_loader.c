@@ -1,9 +1,10 @@
 /*
  * The ELF64 loader.  The image is untrusted: everything is validated first,
  * in a pass that touches no guest memory, so a rejected file leaves RAM as
- * it was.  Segments are placed by p_paddr (guest-physical); the entry points
- * are physical too, which is what both the identity-mapped 64-bit entry and
- * the paging-off PVH entry need.
+ * it was.  Segments are placed by p_paddr (guest-physical), anywhere in RAM
+ * but on kickvm's own boot structures (boot.h); the entry points are
+ * physical too, which is what both the identity-mapped 64-bit entry and the
+ * paging-off PVH entry need.
  */
 #include <elf.h>
 #include <errno.h>
@@ -14,9 +15,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "kickvm/acpi.h"
 #include "kickvm/boot.h"
 #include "kickvm/guest_abi.h"
 #include "kickvm/guest_mem.h"
+#include "kickvm/linux_boot.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 /* Real guests have a handful of program headers; a cap keeps the overlap
@@ -65,6 +68,23 @@ static int check_ehdr(const Elf64_Ehdr *eh, size_t len, const char **why)
 	return 0;
 }
 
+static const struct boot_reserved reserved[] = {
+	{ KICKVM_BOOT_GDT, LINUX_BOOT_AREA_END,
+	  "segment collides with kickvm's boot tables at 0x1000-0xbfff "
+	  "(GDT, page tables, start info, command line, Linux zero page)" },
+	{ ACPI_TABLES_BASE, ACPI_TABLES_BASE + ACPI_TABLES_SIZE,
+	  "segment collides with kickvm's ACPI tables at 0xe0000-0xeffff" },
+	{ LINUX_RESET_VECTOR, KICKVM_GUEST_LOAD_MIN,
+	  "segment collides with kickvm's reset vector stub at 0xffff0-0xfffff" },
+};
+
+#define NR_RESERVED (sizeof(reserved) / sizeof(reserved[0]))
+
+const struct boot_reserved *boot_reserved_range(unsigned index)
+{
+	return index < NR_RESERVED ? &reserved[index] : NULL;
+}
+
 static int check_load(const struct guest_mem *gm, const Elf64_Phdr *ph, size_t len,
 		      const char **why)
 {
@@ -76,10 +96,11 @@ static int check_load(const struct guest_mem *gm, const Elf64_Phdr *ph, size_t l
 		return reject(why, "segment file size larger than memory size");
 	if (!add_ok(ph->p_paddr, ph->p_memsz, &mem_end))
 		return reject(why, "segment address overflows");
-	if (ph->p_paddr < KICKVM_GUEST_LOAD_MIN)
-		return reject(why, "segment below the guest load area (1 MiB)");
 	if (!guest_mem_ptr(gm, ph->p_paddr, ph->p_memsz))
 		return reject(why, "segment outside guest RAM");
+	for (const struct boot_reserved *r = reserved; r < reserved + NR_RESERVED; r++)
+		if (ph->p_paddr < r->end && r->start < mem_end)
+			return reject(why, r->what);
 	return 0;
 }
 

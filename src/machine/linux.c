@@ -132,7 +132,9 @@ static int write_reset_vector(struct machine *m)
 		0xeb, 0xfd,                                   /* jmp hlt */
 	};
 
-	return guest_mem_write(&m->mem, 0xffff0, stub, sizeof(stub));
+	_Static_assert(LINUX_RESET_VECTOR + sizeof(stub) <= KICKVM_GUEST_LOAD_MIN,
+		       "the reset stub runs past 1 MiB");
+	return guest_mem_write(&m->mem, LINUX_RESET_VECTOR, stub, sizeof(stub));
 }
 
 /* The vmlinux path: segments by the ELF loader, entry through PVH. */
@@ -148,8 +150,9 @@ static int load_vmlinux(struct machine *m, const uint8_t *buf, size_t len,
 	if (ret)
 		return ret;
 	if (boot_choose(&img, BOOT_PVH, &proto, why) < 0) {
-		*why = "vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): "
-		       "boot its bzImage instead";
+		if (!img.pvh_entry32)
+			*why = "vmlinux has no PVH entry note (XEN_ELFNOTE_PHYS32_ENTRY): "
+			       "boot its bzImage instead";
 		return -ENOEXEC;
 	}
 	ret = linux_setup_pvh(&m->mem, cfg, img.load_end + 1, initrd_addr, why);

@@ -5,10 +5,12 @@
  *
  * No memory lock here: dispatch takes a reference on the current flat view,
  * so a concurrent commit can publish a new one without freeing this one
- * (or the regions it points to) under our feet.  Notifiers are not
- * reference counted: a dispatch that began before the commit deleting an
- * ioeventfd may still signal it, so its owner keeps the struct (not
- * necessarily the fd) alive while vCPUs may be dispatching.
+ * (or the regions it points to) under our feet.  A dispatch that began
+ * before the commit deleting an ioeventfd may still signal it: the view holds
+ * a reference on the notifier's eventfd (event.h), so the write reaches that
+ * eventfd even when its owner has cleaned the notifier up meanwhile (never a
+ * closed fd, or another file that reused the number).  The owner keeps the
+ * struct itself alive while vCPUs may be dispatching (its counters).
  *
  * An access that runs past the end of its flat range into the next one (or
  * into nothing) is rejected as AS_INVALID rather than split: real devices do
@@ -184,7 +186,7 @@ static bool signal_ioeventfd(struct address_space *as, const struct flatview *vi
 	for (; fe && fe < end && fe->ev.addr == addr; fe++) {
 		if (!ioeventfd_matches(&fe->ev, addr, data, len))
 			continue;
-		event_notifier_signal_fallback(fe->ev.e);
+		event_notifier_signal_fallback_via(fe->ev.e, fe->file);
 		count(as, fallback_signals);
 		trace_ioeventfd_fallback(as->name, addr, len, data);
 		return true;
@@ -203,14 +205,19 @@ int address_space_write(struct address_space *as, uint64_t addr, uint64_t data,
 		return drop_invalid(as, addr, &data, len, true);
 	data &= size_mask(len);
 	view = flatview_get(as);
+	result = address_space_write_view(as, view, addr, data, len);
+	flatview_put(view);
+	return result;
+}
+
+int address_space_write_view(struct address_space *as, const struct flatview *view,
+			     uint64_t addr, uint64_t data, unsigned len)
+{
 	/* Whatever path an ioeventfd is on: a write that reached us must be
 	 * handled as KVM would have handled it. */
 	if (signal_ioeventfd(as, view, addr, data, len))
-		result = AS_IOEVENTFD;
-	else
-		result = access_range(as, view, addr, &data, len, true);
-	flatview_put(view);
-	return result;
+		return AS_IOEVENTFD;
+	return access_range(as, view, addr, &data, len, true);
 }
 
 int address_space_read(struct address_space *as, uint64_t addr, uint64_t *data,

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kickvm/event.h"
 #include "kickvm/log.h"
 #include "memory_internal.h"
 
@@ -219,6 +220,9 @@ void flatview_put(struct flatview *view)
 		return;
 	for (unsigned i = 0; i < view->nr_ranges; i++)
 		mr_unref(view->ranges[i].mr);
+	/* Last: the eventfds a late dispatch through this view may have hit. */
+	for (unsigned i = 0; i < view->nr_ioeventfds; i++)
+		event_fd_unref(view->ioeventfds[i].file);
 	free(view->ranges);
 	free(view->ioeventfds);
 	free(view);

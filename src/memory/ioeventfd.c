@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kickvm/event.h"
 #include "kickvm/log.h"
 #include "kickvm/trace.h"
 #include "memory_internal.h"
@@ -98,6 +99,7 @@ int ioeventfd_set_build(struct flatview *view, bool is_pio)
 					.path = IOEVENTFD_PATH_FALLBACK,
 				},
 				.userspace_only = mr->ioeventfd_userspace_only,
+				.file = event_notifier_ref_fd(rev->e),
 			};
 		}
 	}

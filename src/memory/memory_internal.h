@@ -67,6 +67,9 @@ struct mem_region {
 /* A flat ioeventfd plus what the diff needs to know about it. */
 struct flat_ioeventfd {
 	struct ioeventfd ev;
+	struct event_fd *file;       /* a reference on ev.e's eventfd, so a
+				      * dispatch through this view never
+				      * signals a closed or reused fd */
 	bool userspace_only;         /* part of the diff key: toggling re-offers */
 	bool needs_offer;            /* transient, during one commit */
 };
@@ -102,6 +105,11 @@ void memory_unlock(void);
 void mr_ref(struct mem_region *mr);
 void mr_unref(struct mem_region *mr);
 wide_addr mr_span(const struct mem_region *mr);
+
+/* dispatch.c: a write dispatched through @view (which the caller holds),
+ * as address_space_write() does with the current one. */
+int address_space_write_view(struct address_space *as, const struct flatview *view,
+			     uint64_t addr, uint64_t data, unsigned len);
 
 /* flatview.c */
 struct flatview *flatview_render(struct mem_region *root, bool is_pio);

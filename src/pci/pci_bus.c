@@ -3,9 +3,15 @@
  * through ECAM (one 4 KiB config page per function at bus<<20 | devfn<<12)
  * and through the legacy 0xCF8 address / 0xCFC data port pair.
  *
- * Every config access runs under the bus lock, so two vCPUs never see a
- * half-applied write (a BAR moving while decode toggles).  Hooks that may
- * block on an iothread (bus master, reset) run after it is released.
+ * The bus lock covers only the bus itself: which function sits at which
+ * devfn, and the CF8 register.  A config access looks its function up
+ * under it, pins the function (so it cannot be unplugged meanwhile) and
+ * drops it; the access itself, and every hook it reaches, runs under the
+ * function's own lock.  So two vCPUs never see a half-applied write to one
+ * function (a BAR moving while decode toggles), and a hook that waits for
+ * an iothread (virtio's status and reset through its config window, its
+ * bus master hook) holds up accesses to its own function only, never the
+ * bus: another vCPU's read of any other function goes straight through.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -30,9 +36,30 @@ static bool valid_access(uint32_t offset, unsigned len)
 	       offset + len <= PCI_CONFIG_SPACE_SIZE;
 }
 
-static struct pci_device *lookup(struct pci_bus *bus, uint8_t busnr, uint8_t devfn)
+/* The function at @devfn with its lock held and pinned, or NULL (absent).
+ * The bus lock is held only for the lookup: waiting for the function's
+ * lock (a hook of it may be blocked) never holds up the bus. */
+static struct pci_device *get_function(struct pci_bus *bus, uint8_t busnr, uint8_t devfn)
 {
-	return busnr == 0 ? bus->devices[devfn] : NULL;
+	struct pci_device *d;
+
+	pthread_mutex_lock(&bus->lock);
+	d = busnr == 0 ? bus->devices[devfn] : NULL;
+	if (d)
+		d->users++;
+	pthread_mutex_unlock(&bus->lock);
+	if (d)
+		pthread_mutex_lock(&d->lock);
+	return d;
+}
+
+static void put_function(struct pci_bus *bus, struct pci_device *d)
+{
+	pthread_mutex_unlock(&d->lock);
+	pthread_mutex_lock(&bus->lock);
+	if (--d->users == 0)
+		pthread_cond_broadcast(&bus->unpinned);
+	pthread_mutex_unlock(&bus->lock);
 }
 
 uint32_t pci_bus_config_read(struct pci_bus *bus, uint8_t busnr, uint8_t devfn,
@@ -43,47 +70,33 @@ uint32_t pci_bus_config_read(struct pci_bus *bus, uint8_t busnr, uint8_t devfn,
 
 	if (!valid_access(offset, len))
 		return all_ones(len);
-	pthread_mutex_lock(&bus->lock);
-	d = lookup(bus, busnr, devfn);
+	d = get_function(bus, busnr, devfn);
 	/* An absent function answers with a master abort: all ones. */
-	value = d ? pci_device_config_read(d, offset, len) : all_ones(len);
-	pthread_mutex_unlock(&bus->lock);
+	if (!d)
+		return all_ones(len);
+	value = pci_device_config_read(d, offset, len);
+	put_function(bus, d);
 	return value;
-}
-
-/* Tell @d about its bus master bit, as it is now. */
-static void call_bus_master(struct pci_bus *bus, struct pci_device *d)
-{
-	bool enabled;
-
-	pthread_mutex_lock(&bus->hook_lock);
-	pthread_mutex_lock(&bus->lock);
-	enabled = pci_bus_master_enabled(d);
-	pthread_mutex_unlock(&bus->lock);
-	/* Re-read under hook_lock: when two vCPUs race, the last call made
-	 * carries the final state, whatever order they got here in. */
-	d->ops->bus_master(d, enabled);
-	pthread_mutex_unlock(&bus->hook_lock);
 }
 
 void pci_bus_config_write(struct pci_bus *bus, uint8_t busnr, uint8_t devfn,
 			  uint32_t offset, uint32_t value, unsigned len)
 {
 	struct pci_device *d;
-	bool master_before, master_changed = false;
+	bool master_before;
 
 	if (!valid_access(offset, len))
 		return;
-	pthread_mutex_lock(&bus->lock);
-	d = lookup(bus, busnr, devfn);
-	if (d) {
-		master_before = pci_bus_master_enabled(d);
-		pci_device_config_write(d, offset, value & all_ones(len), len);
-		master_changed = master_before != pci_bus_master_enabled(d);
-	}
-	pthread_mutex_unlock(&bus->lock);
-	if (master_changed && d->ops && d->ops->bus_master)
-		call_bus_master(bus, d);
+	d = get_function(bus, busnr, devfn);
+	if (!d)
+		return;
+	master_before = pci_bus_master_enabled(d);
+	pci_device_config_write(d, offset, value & all_ones(len), len);
+	/* Under the function's lock: calls are made in the order the
+	 * writes were, so the last one carries the final state. */
+	if (master_before != pci_bus_master_enabled(d) && d->ops && d->ops->bus_master)
+		d->ops->bus_master(d, pci_bus_master_enabled(d));
+	put_function(bus, d);
 }
 
 /* ---- ECAM --------------------------------------------------------------------- */
@@ -175,7 +188,7 @@ int pci_bus_create(const struct pci_host_config *cfg, struct pci_bus **out)
 		return -ENOMEM;
 	bus->cfg = *cfg;
 	pthread_mutex_init(&bus->lock, NULL);
-	pthread_mutex_init(&bus->hook_lock, NULL);
+	pthread_cond_init(&bus->unpinned, NULL);
 	/* q35's host bridge ids, so guests that know q35 feel at home. */
 	pci_device_init(&bus->host_bridge, "pci-host", 0x8086, 0x29c0, 0x060000, 0,
 			0, 0, NULL, NULL);
@@ -229,7 +242,7 @@ void pci_bus_destroy(struct pci_bus *bus)
 	free_port(bus->cfg.io_root, bus->cfc_port, bus->placed[2]);
 	memory_transaction_commit();
 	pthread_mutex_destroy(&bus->lock);
-	pthread_mutex_destroy(&bus->hook_lock);
+	pthread_cond_destroy(&bus->unpinned);
 	free(bus);
 }
 
@@ -263,46 +276,38 @@ void pci_bus_remove_device(struct pci_bus *bus, struct pci_device *d)
 	if (!bus || !d || d->bus != bus)
 		return;
 	pthread_mutex_lock(&bus->lock);
-	pci_device_update_mappings(d, true);
 	bus->devices[d->devfn] = NULL;
-	d->bus = NULL;
+	/* Nobody finds it any more; wait for those who already did. */
+	while (d->users)
+		pthread_cond_wait(&bus->unpinned, &bus->lock);
 	pthread_mutex_unlock(&bus->lock);
+	pthread_mutex_lock(&d->lock);
+	pci_device_update_mappings(d, true);
+	d->bus = NULL;
+	pthread_mutex_unlock(&d->lock);
 }
 
 void pci_bus_reset(struct pci_bus *bus)
 {
-	struct pci_device *devs[256];
-	bool was_master[256] = { false };
-
-	pthread_mutex_lock(&bus->hook_lock);
-	pthread_mutex_lock(&bus->lock);
 	atomic_store(&bus->cf8, 0);
-	memory_transaction_begin();
-	memcpy(devs, bus->devices, sizeof(devs));
 	for (int i = 0; i < 256; i++) {
-		struct pci_device *d = devs[i];
+		struct pci_device *d = get_function(bus, 0, (uint8_t)i);
+		bool was_master;
 
 		if (!d)
 			continue;
-		was_master[i] = pci_bus_master_enabled(d);
+		was_master = pci_bus_master_enabled(d);
 		pci_device_reset_config(d);
 		if (d->msix)
 			msix_reset(d);
-	}
-	memory_transaction_commit();
-	pthread_mutex_unlock(&bus->lock);
-	/* Outside the bus lock: a device may wait for its iothread here. */
-	for (int i = 0; i < 256; i++) {
-		struct pci_device *d = devs[i];
-
-		if (!d || !d->ops)
-			continue;
-		if (was_master[i] && d->ops->bus_master)
+		/* Under the function's lock only: a device may wait for its
+		 * iothread here. */
+		if (was_master && d->ops && d->ops->bus_master)
 			d->ops->bus_master(d, false);
-		if (d->ops->reset)
+		if (d->ops && d->ops->reset)
 			d->ops->reset(d);
+		put_function(bus, d);
 	}
-	pthread_mutex_unlock(&bus->hook_lock);
 }
 
 struct kvm *pci_bus_kvm(const struct pci_bus *bus)

@@ -28,6 +28,7 @@ void pci_device_init(struct pci_device *d, const char *name, uint16_t vendor,
 		     const struct pci_device_ops *ops, void *opaque)
 {
 	memset(d, 0, sizeof(*d));
+	pthread_mutex_init(&d->lock, NULL);
 	snprintf(d->name, sizeof(d->name), "%s", name ? name : "pci");
 	d->ops = ops;
 	d->opaque = opaque;

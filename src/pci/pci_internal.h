@@ -2,14 +2,17 @@
  * What the files of the PCI subsystem share and nobody else sees.
  *
  * Locks, outermost first:
- *   bus->hook_lock   serialises the hooks that may block (bus_master, reset);
- *                    taken without the bus lock held
- *   bus->lock        config space of every function, BAR mappings, CF8
- *   memory lock      (memory.h) a BAR remap is one transaction under bus->lock
+ *   d->lock          one function: its config space, BAR mappings and every
+ *                    hook (config_read/write, bus_master, reset), which may
+ *                    block (virtio waits for its iothread)
+ *   bus->lock        the bus: devices[], the pins (d->users), CF8; held only
+ *                    for a lookup, never across a hook or while waiting for
+ *                    a function's lock
+ *   memory lock      (memory.h) a BAR remap is one transaction under d->lock
  *   msix->lock       table, PBA, enable/mask state; a leaf: held only around
  *                    eventfd writes and KVM routing ioctls
- * Device locks (vdev->lock) may be taken under bus->lock by config hooks
- * but must never be held while taking bus->lock.
+ * Device model locks (vdev->lock) may be taken under d->lock by hooks but
+ * must never be held while taking d->lock.
  */
 #ifndef KICKVM_PCI_INTERNAL_H
 #define KICKVM_PCI_INTERNAL_H
@@ -55,7 +58,7 @@
 struct pci_bus {
 	struct pci_host_config cfg;
 	pthread_mutex_t lock;
-	pthread_mutex_t hook_lock;
+	pthread_cond_t unpinned;                /* some d->users dropped to 0 */
 	struct pci_device *devices[256];        /* bus 0, by devfn */
 	struct pci_device host_bridge;
 	struct mem_region *ecam, *cf8_port, *cfc_port;
@@ -63,7 +66,7 @@ struct pci_bus {
 	_Atomic uint32_t cf8;                   /* the legacy address register */
 };
 
-/* pci_device.c; the bus lock is held. */
+/* pci_device.c; the function's lock is held. */
 uint32_t pci_device_config_read(struct pci_device *d, uint32_t offset, unsigned len);
 void pci_device_config_write(struct pci_device *d, uint32_t offset, uint32_t value,
 			     unsigned len);
@@ -73,7 +76,7 @@ void pci_device_update_mappings(struct pci_device *d, bool force_off);
 /* Power-on values of the writable registers (command, BARs, ...). */
 void pci_device_reset_config(struct pci_device *d);
 
-/* msix.c; the bus lock is held. */
+/* msix.c; the function's lock is held. */
 /* A config write touched bytes [offset, offset + len). */
 void msix_config_written(struct pci_device *d, uint32_t offset, unsigned len);
 

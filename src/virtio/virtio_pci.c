@@ -16,7 +16,10 @@
  * start/stop, bus master), then vdev->lock (registers and queue work), then
  * the MSI-X lock.  Stopping notifiers waits for the loop thread, whose
  * handlers take vdev->lock, so vdev->lock is never held across a start or a
- * stop; the loop thread never takes ctrl_lock.
+ * stop; the loop thread never takes ctrl_lock.  Around all of them, when the
+ * access came through PCI config space (the config access window, bus master,
+ * reset), is the PCI function's lock, not the bus's (pci.h): a stop or a
+ * drain here holds up this function only.
  */
 #include <errno.h>
 #include <stdlib.h>

@@ -55,7 +55,7 @@ check "help seccomp"          0 "--seccomp MODE"             -- "$kickvm" run --
 
 if ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
 	echo "skip the KVM part: /dev/kvm is missing or not accessible"
-	skip=$((skip + 13))
+	skip=$((skip + 17))
 else
 	head -c 4096 /dev/urandom >"$tmp/random.bin"
 	printf '\177ELF\002\001\001' >"$tmp/truncated.elf"
@@ -80,6 +80,16 @@ else
 		-- "$kickvm" run -v -v -object iothread,id=io0 -device virtio-rng,iothread=io0 \
 		-device virtio-blk,file="$tmp/disk.img",aio=threads "$demo"
 	check "seccomp=log"       0 "demo done"                  -- "$kickvm" run --seccomp=log -c 2 "$demo"
+	# PVH guests linked by GNU ld with -Ttext (guest/pvh/pvh.S): the header
+	# segment below 1 MiB loads; one on the boot tables, or an entry that
+	# its mode cannot reach, is a bad guest file (status 2, a clear reason).
+	guests=$(dirname "$demo")
+	check "PVH ld -Ttext guest" 42 ""                        -- "$kickvm" run "$guests/kickvm-pvh-ld.elf"
+	check "segment on boot tables" 2 "collides with kickvm's boot tables" \
+		-- "$kickvm" run "$guests/kickvm-pvh-collide.elf"
+	check "PVH entry above 4G" 2 "PVH entry above 4 GiB"     -- "$kickvm" run -m 3136M "$guests/kickvm-pvh-high.elf"
+	check "KickVM entry above 4G" 2 "KickVM entry outside the boot identity map" \
+		-- "$kickvm" run -m 3136M "$guests/kickvm-kickvm-high.elf"
 	check "bench json"        0 '^\{"bench":"doorbell","writes":50,"paths":\[\{"path":"trapped-pio","cpl":0' \
 		-- "$kickvm" bench doorbell --writes 50 --json
 	check "bench blk json"    0 '^\{"bench":"blk","reqs":200,"cache":"writeback","aio":"(io_uring|threads)\+inline","guest":"polled","runs":\[\{"op":"randread","qd":1,"ioeventfd":"on"' \

@@ -15,9 +15,11 @@
 
 #include <cmocka.h>
 
+#include "kickvm/acpi.h"
 #include "kickvm/boot.h"
 #include "kickvm/guest_abi.h"
 #include "kickvm/guest_mem.h"
+#include "kickvm/linux_boot.h"
 
 #define RAM_SIZE (16ull << 20)
 
@@ -146,7 +148,8 @@ static void test_no_pvh_note(void **state)
 enum mutation {
 	TRUNCATED, BAD_MAGIC, CLASS32, MSB_DATA, WRONG_MACHINE, NOT_EXEC, BAD_PHENTSIZE,
 	NO_PHDRS, PHDRS_OUT_OF_FILE, PHOFF_OVERFLOW, SEG_FILE_OUT, SEG_FILE_OVERFLOW,
-	FILESZ_GT_MEMSZ, SEG_OUTSIDE_RAM, SEG_IN_HOLE, SEG_BELOW_1M, PADDR_OVERFLOW,
+	FILESZ_GT_MEMSZ, SEG_OUTSIDE_RAM, SEG_IN_HOLE, SEG_ON_BOOT_TABLES, SEG_ON_ACPI,
+	SEG_ON_RESET_VECTOR, PADDR_OVERFLOW,
 	ENTRY_OUTSIDE, PVH_OUTSIDE, NOTE_TRUNCATED, NOTE_BAD_DESC, OVERLAP, NO_LOAD,
 	NR_MUTATIONS
 };
@@ -169,7 +172,10 @@ static const char *mutate(struct image *im, enum mutation m)
 	case FILESZ_GT_MEMSZ:   im->ph[0].p_memsz = 0x10; return "file size larger";
 	case SEG_OUTSIDE_RAM:   im->ph[1].p_paddr = RAM_SIZE - 0x1000; return "outside guest RAM";
 	case SEG_IN_HOLE:       im->ph[1].p_paddr = KICKVM_TESTDEV_BASE; return "outside guest RAM";
-	case SEG_BELOW_1M:      im->ph[0].p_paddr = 0x8000; return "below";
+	case SEG_ON_BOOT_TABLES: im->ph[0].p_paddr = 0x8000; return "collides with kickvm's boot tables";
+	case SEG_ON_ACPI:       im->ph[0].p_paddr = 0xeff80; return "collides with kickvm's ACPI tables";
+	/* Its last 16 bytes on the stub: a real collision, however small. */
+	case SEG_ON_RESET_VECTOR: im->ph[0].p_paddr = 0x100000 - SEG0_SIZE; return "reset vector";
 	case PADDR_OVERFLOW:    im->ph[1].p_paddr = UINT64_MAX - 0xfff; return "overflows";
 	case ENTRY_OUTSIDE:     im->eh->e_entry = 0x300000; return "entry point outside";
 	case PVH_OUTSIDE: {
@@ -214,6 +220,86 @@ static void test_rejections(void **state)
 		assert_true(all_bytes(guest_mem_ptr(gm, SEG0_ADDR, SEG0_SIZE), SEG0_SIZE, 0));
 		assert_int_equal(img.entry64, 0x1234);
 	}
+}
+
+/*
+ * The shape GNU ld gives a PVH kernel linked with -Ttext=0x100000: a
+ * read-only first segment at 0xff000 holding the ELF and program headers
+ * (file offset 0), then .text at 1 MiB.  It loads, headers and all.  Only
+ * kickvm's own structures are off limits: a segment may end right where
+ * the reset stub begins, or sit between the boot tables and the ACPI tables.
+ */
+static void test_gnu_ld_header_segment(void **state)
+{
+	struct guest_mem *gm = *state;
+	const uint64_t hdr_size = sizeof(Elf64_Ehdr) + 3 * sizeof(Elf64_Phdr);
+	struct boot_image img;
+	struct image im;
+	const char *why = "unset";
+
+	build_image(&im);
+	im.ph[2] = (Elf64_Phdr){ .p_type = PT_LOAD, .p_flags = PF_R, .p_offset = 0,
+		.p_vaddr = 0xff000, .p_paddr = 0xff000, .p_filesz = hdr_size,
+		.p_memsz = hdr_size, .p_align = 0x1000 };
+	assert_int_equal(boot_load_elf(gm, im.buf, im.len, &img, &why), 0);
+	assert_null(why);
+	assert_int_equal(img.load_start, 0xff000);
+	assert_memory_equal(guest_mem_ptr(gm, 0xff000, hdr_size), im.buf, hdr_size);
+
+	/* Up to the byte before the reset stub, and right after the tables. */
+	im.ph[2].p_paddr = LINUX_RESET_VECTOR - hdr_size;
+	assert_int_equal(boot_load_elf(gm, im.buf, im.len, &img, &why), 0);
+	im.ph[2].p_paddr = LINUX_BOOT_AREA_END;
+	assert_int_equal(boot_load_elf(gm, im.buf, im.len, &img, &why), 0);
+	im.ph[2].p_paddr = ACPI_TABLES_BASE - hdr_size;
+	assert_int_equal(boot_load_elf(gm, im.buf, im.len, &img, &why), 0);
+	/* One byte further in each case is a collision. */
+	for (unsigned i = 0; boot_reserved_range(i); i++) {
+		const struct boot_reserved *r = boot_reserved_range(i);
+		uint64_t at[] = { r->start - hdr_size + 1, r->end - 1 };
+
+		for (unsigned k = 0; k < 2; k++) {
+			im.ph[2].p_paddr = at[k];
+			why = NULL;
+			assert_int_equal(boot_load_elf(gm, im.buf, im.len, &img, &why), -ENOEXEC);
+			assert_string_equal(why, r->what);
+		}
+	}
+}
+
+/* The build's GNU ld-linked PVH guests (guest/pvh/pvh.S) are next to this
+ * test's binary: build/tests/unit -> build/guest. */
+static void guest_elf_path(char *path, size_t size, const char *name)
+{
+	char exe[4096], *slash;
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+
+	assert_true(n > 0);
+	exe[n] = 0;
+	slash = strrchr(exe, '/');
+	assert_non_null(slash);
+	*slash = 0;
+	snprintf(path, size, "%s/../../guest/kickvm-%s.elf", exe, name);
+	if (access(path, R_OK) != 0)
+		fail_msg("%s missing: build the guests (ninja -C build)", path);
+}
+
+static void test_real_gnu_ld_image(void **state)
+{
+	char path[4200];
+	struct boot_image img;
+	const char *why = NULL;
+
+	guest_elf_path(path, sizeof(path), "pvh-ld");
+	assert_int_equal(boot_load_elf_file(*state, path, &img, &why), 0);
+	assert_null(why);
+	assert_true(img.load_start < KICKVM_GUEST_LOAD_MIN);
+	assert_memory_equal(guest_mem_ptr(*state, img.load_start, 4), ELFMAG, 4);
+	assert_int_equal(img.pvh_entry32, 0x100000);
+
+	guest_elf_path(path, sizeof(path), "pvh-collide");
+	assert_int_equal(boot_load_elf_file(*state, path, &img, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "collides with kickvm's boot tables"));
 }
 
 static void test_load_file(void **state)
@@ -391,6 +477,69 @@ static void test_boot_protocols(void **state)
 	assert_int_equal(boot_choose(&img, BOOT_PVH, &p, &why), -ENOEXEC);
 }
 
+/*
+ * With RAM above 4 GiB a segment may load there, but no entry may: PVH is
+ * entered with paging off in 32-bit mode, the 64-bit entries on the boot
+ * identity map of 0-4 GiB.  Each entry in turn points into a segment at
+ * 4 GiB; the loader takes the image, boot_choose() refuses the protocol.
+ */
+static void test_entries_above_4g(void **state)
+{
+	const uint64_t high = KICKVM_BOOT_IDENTITY_END + 0x10;
+	struct guest_mem gm;
+	struct boot_image img;
+	enum boot_protocol p;
+	struct image im;
+	const char *why;
+	char path[4200];
+
+	(void)state;
+	/* Bank 2 at 4 GiB; nothing is touched but what the image loads. */
+	assert_int_equal(guest_mem_create(&gm, KICKVM_MMIO_HOLE + RAM_SIZE, KICKVM_MMIO_HOLE), 0);
+
+	build_image(&im);
+	im.ph[1].p_paddr = im.ph[1].p_vaddr = KICKVM_BOOT_IDENTITY_END;
+	memcpy(im.buf + NOTE_OFF + sizeof(Elf64_Nhdr) + 4, &high, 8);
+	assert_int_equal(boot_load_elf(&gm, im.buf, im.len, &img, &why), 0);
+	assert_int_equal(img.pvh_entry32, high);
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_PVH, &p, &why), -ENOEXEC);
+	assert_non_null(why);
+	assert_non_null(strstr(why, "PVH entry above 4 GiB"));
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "PVH entry above 4 GiB"));
+	/* e_entry is below: the ELF64 protocol still boots it. */
+	assert_int_equal(boot_choose(&img, BOOT_ELF64, &p, &why), 0);
+
+	img.kickvm_entry64 = high;
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "KickVM entry outside the boot identity map"));
+	img.kickvm_entry64 = KICKVM_BOOT_IDENTITY_END - 0x1000;
+	assert_int_equal(boot_choose(&img, BOOT_KICKVM, &p, &why), 0);
+
+	img.entry64 = high;
+	why = NULL;
+	assert_int_equal(boot_choose(&img, BOOT_ELF64, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "ELF entry point outside the boot identity map"));
+
+	/* A PVH entry just below 4 GiB is fine. */
+	img.pvh_entry32 = UINT32_MAX;
+	assert_int_equal(boot_choose(&img, BOOT_PVH, &p, &why), 0);
+
+	/* The same with images GNU ld linked (.hightext at 4 GiB). */
+	guest_elf_path(path, sizeof(path), "pvh-high");
+	assert_int_equal(boot_load_elf_file(&gm, path, &img, &why), 0);
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "PVH entry above 4 GiB"));
+	guest_elf_path(path, sizeof(path), "kickvm-high");
+	assert_int_equal(boot_load_elf_file(&gm, path, &img, &why), 0);
+	assert_int_equal(boot_choose(&img, BOOT_AUTO, &p, &why), -ENOEXEC);
+	assert_non_null(strstr(why, "KickVM entry outside the boot identity map"));
+	guest_mem_destroy(&gm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -398,11 +547,14 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_pvh_note, setup_ram, teardown_ram),
 		cmocka_unit_test_setup_teardown(test_rejections, setup_ram, teardown_ram),
 		cmocka_unit_test_setup_teardown(test_load_file, setup_ram, teardown_ram),
+		cmocka_unit_test_setup_teardown(test_gnu_ld_header_segment, setup_ram, teardown_ram),
+		cmocka_unit_test_setup_teardown(test_real_gnu_ld_image, setup_ram, teardown_ram),
 		cmocka_unit_test_setup_teardown(test_boot_tables, setup_ram, teardown_ram),
 		cmocka_unit_test(test_memmap_two_banks),
 		cmocka_unit_test_setup_teardown(test_cmdline_too_long, setup_ram, teardown_ram),
 		cmocka_unit_test(test_vcpu_state),
 		cmocka_unit_test(test_boot_protocols),
+		cmocka_unit_test(test_entries_above_4g),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -4,6 +4,7 @@
  * racing with topology changes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,11 +14,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "kickvm/event.h"
 #include "kickvm/log.h"
 #include "kickvm/memory.h"
+/* The racing vCPU's view of the memory layer: a flat view it holds. */
+#include "memory/memory_internal.h"
 
 /* ---- a listener that records calls and keeps KVM's registration rules ----------- */
 
@@ -857,6 +862,50 @@ static void test_dispatch_races_with_moves(void **state)
 		      ringing, ok, unassigned);
 }
 
+/*
+ * A vCPU that looked a doorbell up in the flat view just before the commit
+ * that deleted it signals it afterwards, when its owner may already have
+ * closed the notifier (virtio's stop_notifiers does, right after the
+ * commit).  The old view holds the eventfd open: the late signal reaches
+ * that eventfd, and no new file can take its number, until the view goes.
+ */
+static void test_old_view_keeps_eventfd_open(void **state)
+{
+	struct fixture *f = *state;
+	struct event_notifier e;
+	struct flatview *old;
+	uint64_t value = 0;
+	int fd, newer;
+
+	assert_int_equal(event_notifier_init(&e, false), 0);
+	assert_int_equal(mr_add_eventfd(f->dev_mr, 0x100, 0, false, 0, &e), 0);
+	old = flatview_get(f->as);               /* the racing vCPU's lookup */
+	assert_int_equal(mr_del_eventfd(f->dev_mr, 0x100, 0, false, 0, &e), 0);
+	fd = e.fd;
+	event_notifier_cleanup(&e);
+
+	/* Still open, and still the same eventfd: nothing reused the number. */
+	assert_true(fcntl(fd, F_GETFD) >= 0);
+	newer = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	assert_true(newer >= 0);
+	assert_int_not_equal(newer, fd);
+	assert_int_equal(address_space_write_view(f->as, old, DEV_BASE + 0x100, 7, 4),
+			 AS_IOEVENTFD);
+	assert_int_equal(read(fd, &value, sizeof(value)), sizeof(value));
+	assert_int_equal(value, 1);
+	assert_int_equal(read(newer, &value, sizeof(value)), -1);  /* nothing there */
+	assert_int_equal(atomic_load(&e.fallback_signals), 1);
+	/* The current view has forgotten it: the write reaches the device. */
+	assert_int_equal(address_space_write(f->as, DEV_BASE + 0x100, 7, 4), AS_OK);
+
+	/* The last view that named it is gone: now it is closed. */
+	flatview_put(old);
+	errno = 0;
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
+	close(newer);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -881,6 +930,7 @@ int main(void)
 		T(test_dump_counts_both_paths),
 		T(test_callback_changes_topology),
 		T(test_dispatch_races_with_moves),
+		T(test_old_view_keeps_eventfd_open),
 #undef T
 	};
 

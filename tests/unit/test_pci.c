@@ -17,6 +17,7 @@
 #include "kickvm/event.h"
 #include "kickvm/memory.h"
 #include "kickvm/pci.h"
+#include "gate.h"
 #include "pci_world.h"
 
 #define CMD   0x04
@@ -494,6 +495,78 @@ static void test_slots(void **state)
 			pci_bus_remove_device(f->pci.bus, &many[i]);
 }
 
+/* ---- a hook that blocks -------------------------------------------------------------- */
+
+/* A function whose config_write hook waits until the test lets it go, as
+ * virtio's does while it drains requests or stops its notifiers. */
+struct blocker {
+	struct pci_device pci;
+	struct gate gate;
+};
+
+static void blocker_config_write(struct pci_device *d, uint32_t offset, uint32_t value,
+				 unsigned len)
+{
+	struct blocker *b = d->opaque;
+
+	(void)offset; (void)value; (void)len;
+	gate_pass(&b->gate);
+}
+
+static const struct pci_device_ops blocker_ops = { .config_write = blocker_config_write };
+
+struct bystander {
+	struct fx *f;
+	struct blocker *b;
+	bool done;                  /* under b->gate's lock */
+	uint64_t dummy_id, bridge_id;
+};
+
+static void *blocked_writer(void *opaque)
+{
+	struct bystander *by = opaque;
+
+	ecam_wr(by->f, by->b->pci.devfn, 0x40, 1, 4);
+	return NULL;
+}
+
+/* Another vCPU: config accesses to other functions, by ECAM and CF8. */
+static void *bystander_vcpu(void *opaque)
+{
+	struct bystander *by = opaque;
+
+	by->dummy_id = ecam_rd(by->f, 0, DEV, 0, 4);
+	by->bridge_id = cf8_rd(by->f, 0, 0, 0, 4);
+	cf8_wr(by->f, DEV, CMD, 0x4, 2);      /* and a write, with its bus_master hook */
+	gate_set(&by->b->gate, &by->done);
+	return NULL;
+}
+
+/*
+ * While one function's config_write hook blocks, config accesses to the
+ * other functions complete: the hook holds its own function, not the bus.
+ * Synchronised, not timed: the bystander starts once the hook is known to
+ * be inside, and must be done while it is still there (gate.h).
+ */
+static void test_blocking_hook_does_not_hold_the_bus(void **state)
+{
+	struct fx *f = *state;
+	struct blocker b;
+	struct bystander by = { .f = f, .b = &b };
+
+	pci_device_init(&b.pci, "blocker", 0x1234, 0x9999, 0xff0000, 0, 0, 0, &blocker_ops, &b);
+	gate_init(&b.gate);
+	assert_int_equal(pci_bus_add_device(f->pci.bus, &b.pci, -1), 0);
+	assert_true(gate_bystander_finishes(&b.gate, blocked_writer, bystander_vcpu, &by,
+					    &by.done));
+	assert_int_equal(by.dummy_id, 0x56781234);
+	assert_int_equal(by.bridge_id, 0x29c08086);
+	assert_int_equal(f->dm.bm_calls, 1);
+	assert_true(f->dm.bm_last);
+	pci_bus_remove_device(f->pci.bus, &b.pci);
+	gate_destroy(&b.gate);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -505,6 +578,7 @@ int main(void)
 		T(test_capabilities),
 		T(test_bus_master_and_reset),
 		T(test_slots),
+		T(test_blocking_hook_does_not_hold_the_bus),
 #undef T
 	};
 

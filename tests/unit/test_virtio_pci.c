@@ -26,6 +26,7 @@
 #include "kickvm/log.h"
 #include "kickvm/memory.h"
 #include "kickvm/virtio_pci.h"
+#include "gate.h"
 #include "pci_world.h"
 
 #define NQ          2
@@ -47,6 +48,7 @@ struct dummy {
 	char log[64];                       /* 'n' notify, 'r' reset, in order */
 	_Atomic unsigned nlog;
 	uint8_t config[8];
+	struct gate *reset_gate;            /* a reset waits there: a slow drain */
 };
 
 static void note(struct dummy *d, char c)
@@ -79,6 +81,8 @@ static void dummy_reset(struct virtio_dev *vdev)
 
 	atomic_fetch_add(&d->resets, 1);
 	note(d, 'r');
+	if (d->reset_gate)
+		gate_pass(d->reset_gate);
 }
 
 static void dummy_start(struct virtio_dev *vdev)
@@ -688,6 +692,62 @@ static void test_pci_cfg_window(void **state)
 	assert_int_equal(status(f), VIRTIO_STATUS_ACKNOWLEDGE);
 }
 
+struct bus_bystander {
+	struct fx *f;
+	struct gate *gate;
+	bool done;                           /* under the gate's lock */
+	uint32_t bridge_id;
+};
+
+/* A vCPU resetting the device through the config access window. */
+static void *window_reset(void *opaque)
+{
+	struct bus_bystander *by = opaque;
+
+	cfg_wr(by->f, by->f->cfg_cap + 16, 0, 1);
+	return NULL;
+}
+
+/* Another vCPU: the host bridge's ids, through ECAM. */
+static void *bridge_reader(void *opaque)
+{
+	struct bus_bystander *by = opaque;
+
+	by->bridge_id = (uint32_t)rd(by->f, PCI_ECAM_BASE, 4);
+	gate_set(by->gate, &by->done);
+	return NULL;
+}
+
+/*
+ * A reset through VIRTIO_PCI_CAP_PCI_CFG waits for the device (virtio-blk
+ * drains its requests there): meanwhile another vCPU's config read of
+ * another function goes through, the PCI bus is not held (gate.h).
+ */
+static void test_window_reset_does_not_hold_the_bus(void **state)
+{
+	struct fx *f = *state;
+	struct gate gate;
+	struct bus_bystander by = { .f = f, .gate = &gate };
+	bool done_during_reset;
+
+	probe(f);
+	negotiate(f);
+	gate_init(&gate);
+	f->dm.reset_gate = &gate;
+	cfg_wr(f, f->cfg_cap + 4, 4, 1);
+	cfg_wr(f, f->cfg_cap + 8, 0x14, 4);        /* device_status */
+	cfg_wr(f, f->cfg_cap + 12, 1, 4);
+	done_during_reset = gate_bystander_finishes(&gate, window_reset, bridge_reader, &by,
+						    &by.done);
+	f->dm.reset_gate = NULL;
+	gate_destroy(&gate);
+
+	assert_true(done_during_reset);
+	assert_int_equal(by.bridge_id, 0x29c08086);
+	assert_int_equal(status(f), 0);
+	assert_int_equal(atomic_load(&f->dm.resets), 1 + 1);   /* negotiate()'s, and this */
+}
+
 /* Use up every fd number below the limit; returns how many were taken. */
 static int exhaust_fds(int *fds, int max)
 {
@@ -767,6 +827,7 @@ int main(void)
 		T(test_needs_reset_and_isr, setup_iothread),
 		T(test_pci_cfg_window, setup_iothread),
 		T(test_fallback_when_start_fails, setup_idle),
+		T(test_window_reset_does_not_hold_the_bus, setup_iothread),
 #undef T
 	};
 
