@@ -79,6 +79,11 @@ struct virtio_queue {
 	/* host notifier (ioeventfd) */
 	struct event_notifier notifier;
 	bool notifier_active;
+	/* Set by the model when it left chains in the ring for want of
+	 * resources (free requests) and will resume the queue itself once
+	 * some free up: those chains are no work for a poller, or the
+	 * event loop would spin on a queue nobody can take from. */
+	atomic_bool starved;
 	_Atomic uint64_t notifies;     /* notifications handled */
 	_Atomic uint64_t polled;       /* of those, requests found by polling */
 	_Atomic uint64_t interrupts;   /* used-buffer interrupts raised */

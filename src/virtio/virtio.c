@@ -35,6 +35,7 @@ static void reset_queues(struct virtio_dev *vdev)
 		memset(&q->vq, 0, sizeof(q->vq));
 		q->size = i < vdev->ops->nr_queues ? vdev->ops->queue_max : 0;
 		q->ready = false;
+		atomic_store(&q->starved, false);
 		q->vector = VIRTIO_NO_VECTOR;
 		q->desc = q->driver = q->device = 0;
 	}

@@ -40,7 +40,12 @@
 #define QUEUE_MAX       256
 #define SEG_MAX         (QUEUE_MAX - 2)     /* the header and status take two */
 #define SIZE_MAX_BYTES  (1u << 20)
-#define DEFAULT_DEPTH   128
+/* Requests: as many as the queue has entries, so that a driver that fills
+ * its ring never runs the device out of them (256 x ~4 KiB of iovecs).  A
+ * hostile driver can still offer more chains than that (the same
+ * descriptors again before they came back): the rest waits in the ring,
+ * the queue marked starved (virtio.h), until a request completes. */
+#define DEFAULT_DEPTH   QUEUE_MAX
 #define MAX_DZ_SECTORS  (1u << 21)          /* 1 GiB per discard/write-zeroes */
 #define DISCARD_ALIGN   8                   /* 4 KiB: a filesystem block */
 #define DZ_F_UNMAP      1u
@@ -102,7 +107,6 @@ struct virtio_blk {
 	pthread_mutex_t pool_lock;          /* free_reqs */
 	struct vblk_req *reqs, *free_reqs;
 	_Atomic uint32_t gen;               /* bumped by reset and destroy */
-	atomic_bool starved;                /* chains left in the ring for want of a request */
 
 	/* Under vdev->lock. */
 	bool pushed;                        /* used entries the driver was not told about */
@@ -138,6 +142,17 @@ static void req_put(struct virtio_blk *blk, struct vblk_req *r)
 	r->next = blk->free_reqs;
 	blk->free_reqs = r;
 	pthread_mutex_unlock(&blk->pool_lock);
+}
+
+/* Chains were left in the ring for want of a request (virtio.h). */
+static atomic_bool *starved_flag(struct virtio_blk *blk)
+{
+	return &blk->vdev->queues[0].starved;
+}
+
+static bool starved(struct virtio_blk *blk)
+{
+	return atomic_load(starved_flag(blk));
 }
 
 /* ---- completing -------------------------------------------------------- */
@@ -178,7 +193,7 @@ static void req_done(struct blk_req *breq, int ret)
 	/* Stale (see the top): the lock may be held by the reset waiting on us. */
 	if (r->gen != atomic_load(&blk->gen)) {
 		req_put(blk, r);
-		if (atomic_load(&blk->starved))
+		if (starved(blk))
 			event_notifier_set(&blk->batch);
 		return;
 	}
@@ -390,7 +405,7 @@ static void process(struct virtio_blk *blk)
 	struct virtio_dev *vdev = blk->vdev;
 	struct virtq *vq = &vdev->queues[0].vq;
 
-	atomic_store(&blk->starved, false);
+	atomic_store(starved_flag(blk), false);
 	/* Everything taken in this pass goes to the kernel as one batch. */
 	blk_plug(blk->backend);
 	while (live(vdev)) {
@@ -403,8 +418,10 @@ static void process(struct virtio_blk *blk)
 
 			if (!r) {
 				/* Stay quiet: a completion frees a request and
-				 * brings us back here (batch handler). */
-				atomic_store(&blk->starved, true);
+				 * brings us back here (batch handler); until
+				 * then the ring's chains are no work for a
+				 * poller. */
+				atomic_store(starved_flag(blk), true);
 				goto out;
 			}
 			n = virtio_queue_pop(vdev, 0, &blk->elem);
@@ -437,7 +454,7 @@ static void on_batch(struct event_notifier *e, void *opaque)
 	event_notifier_test_and_clear(e);
 	pthread_mutex_lock(&blk->vdev->lock);
 	blk->batch_armed = false;
-	if (atomic_load(&blk->starved))
+	if (starved(blk))
 		process(blk);
 	if (blk->pushed) {
 		blk->pushed = false;
@@ -471,7 +488,7 @@ static void blk_reset(struct virtio_dev *vdev)
 	/* First, so every done() from now on is stale (see the top). */
 	atomic_fetch_add(&blk->gen, 1);
 	blk_drain(blk->backend);
-	atomic_store(&blk->starved, false);
+	atomic_store(starved_flag(blk), false);
 	blk->pushed = false;
 }
 
