@@ -492,12 +492,19 @@ static void blk_reset(struct virtio_dev *vdev)
 	blk->pushed = false;
 }
 
+/*
+ * In the order that leaves nothing to run on freed state: every done() stale
+ * first; then the batch handler gone (once that returns it is not running
+ * and never will again, so nothing submits to the backend we close next);
+ * then the backend, whose last done()s only return requests to the pool and
+ * may signal the batch eventfd, still open, with nobody listening.
+ */
 static void free_blk(struct virtio_blk *blk, struct event_loop *loop)
 {
 	atomic_fetch_add(&blk->gen, 1);
-	blk_close(blk->backend);            /* runs the last (stale) done()s */
 	if (blk->batch.fd >= 0)
 		event_loop_set_notifier(loop, &blk->batch, NULL, NULL);
+	blk_close(blk->backend);            /* runs the last (stale) done()s */
 	event_notifier_cleanup(&blk->batch);
 	pthread_mutex_destroy(&blk->pool_lock);
 	free(blk->reqs);

@@ -168,7 +168,7 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	virtio_pci_destroy(f->vp);
-	if (f->blk) {
+	if (f->img[0]) {
 		virtio_dev_destroy(f->blk);
 		unlink(f->img);
 	} else {
@@ -1009,6 +1009,46 @@ static void test_blk_starved_does_not_spin(void **state)
 	assert_true(atomic_load(&f->msis.n) >= 1);
 }
 
+
+static void *open_gate_later(void *opaque)
+{
+	(void)opaque;
+	usleep(50000);
+	gate_set(false);
+	return NULL;
+}
+
+/*
+ * Destroyed with the queue starved and reads in flight: the last (stale)
+ * completions free requests and signal the batch handler, which must be
+ * gone by then.  It used to run after the backend was closed, take the
+ * chains left in the ring and complete them with IOERR (or, later still,
+ * submit to a freed backend).  No chain left in the ring may be touched.
+ */
+static void test_blk_destroy_starved(void **state)
+{
+	struct fx *f = *state;
+	pthread_t opener;
+
+	gate_set(true);
+	blk_bring_up(f);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		blk_add_read(f, i);
+	assert_int_equal(doorbell(f, 0), AS_IOEVENTFD);
+	for (int i = 0; i < 4000 && blk_taken(f) < f->blk_depth; i++)
+		usleep(500);
+	assert_int_equal(blk_taken(f), f->blk_depth);
+	assert_int_equal(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+	virtio_pci_destroy(f->vp);
+	f->vp = NULL;
+	virtio_dev_destroy(f->blk);        /* waits for the gate */
+	f->blk = NULL;
+	pthread_join(opener, NULL);
+	assert_int_equal(used_idx(f, 0), 0);
+	for (unsigned i = f->blk_depth; i < BLK_QSIZE; i++)
+		assert_int_equal(*(uint8_t *)guest_mem_ptr(&f->gm, BLK_STATUS(i), 1), 0xff);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1026,6 +1066,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blk_starved_does_not_spin, setup_blk,
 						teardown_blk),
 		cmocka_unit_test_setup_teardown(test_blk_starved_does_not_spin, setup_blk_depth16,
+						teardown_blk),
+		cmocka_unit_test_setup_teardown(test_blk_destroy_starved, setup_blk_depth16,
 						teardown_blk),
 #undef T
 	};
