@@ -272,6 +272,8 @@ static int parse_dz(struct virtio_blk *blk, struct vblk_req *r, const struct vir
 	if (!virtio_has_feature(blk->vdev, discard ? VIRTIO_BLK_F_DISCARD
 						    : VIRTIO_BLK_F_WRITE_ZEROES))
 		return VIRTIO_BLK_S_UNSUPP;
+	if (e->in_len != 1)
+		return VIRTIO_BLK_S_IOERR;  /* segments device-writable (wrong_way()) */
 	if (payload == 0 || payload % sizeof(seg))
 		return VIRTIO_BLK_S_IOERR;
 	/* We said max_*_seg = 1 (§5.2.6.2: more is not supported). */
@@ -298,6 +300,31 @@ static int parse_dz(struct virtio_blk *blk, struct vblk_req *r, const struct vir
 	return -1;
 }
 
+/*
+ * Is the data of request @type on the wrong side (§5.2.6)?  What the device
+ * reads comes after the 16-byte header in the readable part of the chain,
+ * what it writes before the status byte in the writable part: a read's data
+ * must be device-writable, a write's (and a discard or write-zeroes
+ * segment's) device-readable, a flush has none, GET_ID's ID is writable.
+ * Bytes on the other side mean the driver got a flag wrong: answered with
+ * IOERR, nothing read or written (not "OK" for a transfer of 0 bytes), the
+ * device kept working since the request's frame, header and status byte, is
+ * intact.  (Unknown types get UNSUPP whatever their layout; discard and
+ * write-zeroes are checked in parse_dz() after their feature.)
+ */
+static bool wrong_way(uint32_t type, const struct virtq_elem *e)
+{
+	uint64_t readable = e->out_len - 16, writable = e->in_len - 1;
+
+	switch (type) {
+	case VIRTIO_BLK_T_IN: return readable != 0;
+	case VIRTIO_BLK_T_OUT: return writable != 0;
+	case VIRTIO_BLK_T_FLUSH: return readable || writable;
+	case VIRTIO_BLK_T_GET_ID: return readable || !writable;
+	default: return false;
+	}
+}
+
 /* Decode @e into @r: a status when it completes at once, -1 to submit. */
 static int parse(struct virtio_blk *blk, struct vblk_req *r, const struct virtq_elem *e,
 		 uint64_t sector)
@@ -307,6 +334,8 @@ static int parse(struct virtio_blk *blk, struct vblk_req *r, const struct virtq_
 
 	r->written = 1;
 	r->bytes = 0;
+	if (wrong_way(r->type, e))
+		return VIRTIO_BLK_S_IOERR;
 	switch (r->type) {
 	case VIRTIO_BLK_T_IN:
 	case VIRTIO_BLK_T_OUT:

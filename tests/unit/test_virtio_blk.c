@@ -524,6 +524,67 @@ static void test_malformed(void **state)
 	}
 }
 
+/* Data on the wrong side of the chain (§5.2.6): IOERR, nothing read or
+ * written, the device still working.  A read into a device-readable buffer
+ * used to complete with OK, having read nothing. */
+static void test_wrong_direction(void **state)
+{
+	struct drv *d = drv(state);
+	static const struct { uint32_t type, len; bool write; } cases[] = {
+		{ VIRTIO_BLK_T_IN, 512, false },        /* read into a readable buffer */
+		{ VIRTIO_BLK_T_OUT, 512, true },        /* write from a writable one */
+		{ VIRTIO_BLK_T_FLUSH, 512, false },     /* a flush has no data */
+		{ VIRTIO_BLK_T_FLUSH, 512, true },
+		{ VIRTIO_BLK_T_GET_ID, 20, false },     /* the ID must be writable */
+		{ VIRTIO_BLK_T_GET_ID, 0, false },      /* and there */
+		{ VIRTIO_BLK_T_DISCARD, 16, true },     /* segments must be readable */
+		{ VIRTIO_BLK_T_WRITE_ZEROES, 16, true },
+	};
+	const unsigned n = sizeof(cases) / sizeof(cases[0]);
+	struct { uint64_t sector; uint32_t num, flags; } seg = { 0, htole32(8), 0 };
+	struct { uint32_t type, reserved; uint64_t sector; } hdr = { htole32(VIRTIO_BLK_T_IN) };
+	uint8_t before[4096], snap[512], *p;
+	struct vreq r = { 0 };
+	uint64_t h, buf;
+	uint16_t head;
+
+	assert_int_equal(pread(d->fd, before, sizeof(before), 0), sizeof(before));
+	for (unsigned i = 0; i < n; i++) {
+		struct vreq w = { .data = gmalloc(d, 512) };
+
+		p = gptr(d, w.data, 512);
+		pattern(p, 512, i);
+		memcpy(p, &seg, sizeof(seg));
+		memcpy(snap, p, sizeof(snap));
+		assert_int_equal(do_req(d, &w, cases[i].type, 0, cases[i].len, cases[i].write),
+				 VIRTIO_BLK_S_IOERR);
+		assert_int_equal(used_len(d, w.head, 1), 1);
+		assert_memory_equal(p, snap, sizeof(snap));
+		assert_false(d->vdev->broken);
+	}
+	/* A read whose data starts readable and goes on writable. */
+	h = gmalloc(d, 16);
+	buf = gmalloc(d, 2048);
+	guest_mem_write(&d->gm, h, &hdr, sizeof(hdr));
+	p = gptr(d, buf, 2048);
+	pattern(p, 2048, 99);
+	memcpy(snap, p + 1024, sizeof(snap));
+	head = add_chain(d, (struct seg[]){ { h, 16, false }, { buf, 512, false },
+					    { buf + 1024, 512, true }, { buf + 1536, 1, true } }, 4);
+	kick(d);
+	wait_used(d, 1);
+	assert_int_equal(used_len(d, head, 1), 1);
+	assert_int_equal(p[1536], VIRTIO_BLK_S_IOERR);
+	assert_memory_equal(p + 1024, snap, sizeof(snap));
+
+	assert_file(d, 0, before, sizeof(before));
+	assert_int_equal(stats(d).io_errors, n + 1);
+	assert_int_equal(stats(d).bytes_read + stats(d).bytes_written, 0);
+	/* Still working. */
+	assert_int_equal(do_req(d, &r, VIRTIO_BLK_T_IN, 0, 512, true), VIRTIO_BLK_S_OK);
+	assert_memory_equal(gptr(d, r.data, 512), before, 512);
+}
+
 /* Descriptors split anywhere: a header in two pieces, data in three, the
  * status byte at the end of the last data buffer. */
 static void test_layouts(void **state)
@@ -798,6 +859,7 @@ int main(void)
 		BOTH(test_unsupported_type),
 		T(test_readonly, c_ro),
 		BOTH(test_malformed),
+		BOTH(test_wrong_direction),
 		BOTH(test_layouts),
 		BOTH(test_many_in_flight),
 		T(test_starved, c_depth4),
