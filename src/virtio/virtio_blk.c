@@ -93,6 +93,7 @@ struct vblk_req {
 	uint8_t *status;                    /* host pointer to the status byte */
 	uint32_t written;                   /* bytes written back on success */
 	uint64_t bytes;                     /* data moved, for stats */
+	int ret;                            /* the backend's result, while held */
 	struct iovec iov[VIRTQ_ELEM_MAX_IOV];
 };
 
@@ -109,6 +110,7 @@ struct virtio_blk {
 	_Atomic uint32_t gen;               /* bumped by reset and destroy */
 
 	/* Under vdev->lock. */
+	struct vblk_req *held;              /* completed while DMA was off (virtio.h) */
 	bool pushed;                        /* used entries the driver was not told about */
 	bool batch_armed;
 	struct event_notifier batch;
@@ -157,10 +159,21 @@ static bool starved(struct virtio_blk *blk)
 
 /* ---- completing -------------------------------------------------------- */
 
-/* Write the status, return the chain, count.  vdev->lock held. */
+/* May the device take and return chains?  vdev->lock held. */
+static bool live(struct virtio_dev *vdev)
+{
+	return !vdev->broken && (vdev->status & VIRTIO_STATUS_DRIVER_OK) &&
+	       vdev->queues[0].ready && !vdev->dma_off;
+}
+
+/* Write the status, return the chain, count.  vdev->lock held.  A device
+ * that broke (or lost DMA) since the request started writes nothing: the
+ * rings, and the status byte, are not ours to write any more. */
 static void finish(struct virtio_blk *blk, uint16_t head, uint32_t type, uint8_t *status,
 		   uint8_t st, uint32_t written, uint64_t bytes)
 {
+	if (!live(blk->vdev))
+		return;
 	*status = st;
 	if (st != VIRTIO_BLK_S_OK)
 		written = 1;                /* only the status is certain */
@@ -183,6 +196,18 @@ static void finish(struct virtio_blk *blk, uint16_t head, uint32_t type, uint8_t
 		count(blk, type == VIRTIO_BLK_T_IN ? ST_BYTES_READ : ST_BYTES_WRITTEN, bytes);
 }
 
+/* @r finished with @ret: answer the driver, interrupt after the batch.
+ * vdev->lock held. */
+static void complete(struct virtio_blk *blk, struct vblk_req *r, int ret)
+{
+	finish(blk, r->head, r->type, r->status, ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK,
+	       r->written, r->bytes);
+	if (!blk->batch_armed) {
+		blk->batch_armed = true;
+		event_notifier_set(&blk->batch);
+	}
+}
+
 /* The backend finished @breq; in the loop, without vdev->lock. */
 static void req_done(struct blk_req *breq, int ret)
 {
@@ -202,15 +227,19 @@ static void req_done(struct blk_req *breq, int ret)
 		if (ret < 0)
 			log_debug(vdev->name, "request type %u at %llu failed: %s", r->type,
 				  (unsigned long long)breq->offset, strerror(-ret));
-		finish(blk, r->head, r->type, r->status,
-		       ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK, r->written, r->bytes);
-		if (!blk->batch_armed) {
-			blk->batch_armed = true;
-			event_notifier_set(&blk->batch);
+		if (vdev->dma_off) {
+			/* Its data moved already; the rest waits for DMA. */
+			r->ret = ret;
+			r->next = blk->held;
+			blk->held = r;
+			r = NULL;
+		} else {
+			complete(blk, r, ret);
 		}
 	}
 	pthread_mutex_unlock(&vdev->lock);
-	req_put(blk, r);
+	if (r)
+		req_put(blk, r);
 }
 
 /* ---- parsing a request ------------------------------------------------- */
@@ -422,12 +451,6 @@ static bool handle(struct virtio_blk *blk, struct vblk_req *r)
 	return true;
 }
 
-static bool live(struct virtio_dev *vdev)
-{
-	return !vdev->broken && (vdev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       vdev->queues[0].ready;
-}
-
 /* Take every available chain we have a request for.  vdev->lock held. */
 static void process(struct virtio_blk *blk)
 {
@@ -519,6 +542,47 @@ static void blk_reset(struct virtio_dev *vdev)
 	blk_drain(blk->backend);
 	atomic_store(starved_flag(blk), false);
 	blk->pushed = false;
+	/* Held completions are dropped like every other of the old rings. */
+	while (blk->held) {
+		struct vblk_req *r = blk->held;
+
+		blk->held = r->next;
+		req_put(blk, r);
+	}
+}
+
+/* DMA off (virtio.h): process() takes nothing more, done() holds; wait for
+ * the backend to be through with the buffers.  Without vdev->lock: from the
+ * loop's thread the drain delivers the done()s inline, and they take it. */
+static void blk_dma_stop(struct virtio_dev *vdev)
+{
+	struct virtio_blk *blk = vdev->opaque;
+
+	blk_drain(blk->backend);
+}
+
+/* DMA on again: the held completions, in the order they came, then what
+ * the driver queued meanwhile (its doorbells were dropped).  Lock held. */
+static void blk_dma_start(struct virtio_dev *vdev)
+{
+	struct virtio_blk *blk = vdev->opaque;
+	struct vblk_req *list = NULL;
+
+	while (blk->held) {                 /* reverse: oldest first */
+		struct vblk_req *r = blk->held;
+
+		blk->held = r->next;
+		r->next = list;
+		list = r;
+	}
+	while (list) {
+		struct vblk_req *r = list;
+
+		list = r->next;
+		complete(blk, r, r->ret);
+		req_put(blk, r);
+	}
+	process(blk);
 }
 
 /*
@@ -555,7 +619,8 @@ static void blk_destroy(struct virtio_dev *vdev)
 	.nr_queues = 1, .queue_max = QUEUE_MAX,                                \
 	.config_size = sizeof(struct blk_config),                              \
 	.read_config = blk_read_config, .queue_notify = blk_queue_notify,      \
-	.reset = blk_reset, .destroy = blk_destroy
+	.reset = blk_reset, .destroy = blk_destroy,                            \
+	.dma_stop = blk_dma_stop, .dma_start = blk_dma_start
 
 static const struct virtio_dev_ops blk_ops = {
 	BLK_OPS(FEATURE(VIRTIO_BLK_F_DISCARD) | FEATURE(VIRTIO_BLK_F_WRITE_ZEROES)),

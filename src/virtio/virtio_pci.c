@@ -355,6 +355,14 @@ static void vp_config_write(struct pci_device *d, uint32_t offset, uint32_t valu
 	bar_regs_write(vp, off, pci_get_long(&d->config[vp->cfg_cap + 16]), n);
 }
 
+/*
+ * Bus Master Enable is the device's permission to touch guest memory
+ * (virtio_set_dma()).  Cleared: the notifiers stop first (their last
+ * doorbells are still served), then the device stops and waits for its
+ * data transfers, holding their completions; the guest's config write
+ * returns after that.  Set: the held completions are delivered, then the
+ * notifiers start and kick every queue.
+ */
 static void vp_bus_master(struct pci_device *d, bool enabled)
 {
 	struct virtio_pci *vp = d->opaque;
@@ -362,7 +370,11 @@ static void vp_bus_master(struct pci_device *d, bool enabled)
 	pthread_mutex_lock(&vp->ctrl_lock);
 	vp->bus_master = enabled;
 	atomic_store(&vp->dma_on, enabled);
+	if (enabled)
+		virtio_set_dma(vp->vdev, true);
 	virtio_pci_update_notifiers(vp);
+	if (!enabled)
+		virtio_set_dma(vp->vdev, false);
 	pthread_mutex_unlock(&vp->ctrl_lock);
 }
 
@@ -374,6 +386,7 @@ static void vp_reset(struct pci_device *d)
 	vp->bus_master = false;
 	atomic_store(&vp->dma_on, false);
 	virtio_pci_stop_notifiers(vp);
+	virtio_set_dma(vp->vdev, false);
 	pthread_mutex_lock(&vp->vdev->lock);
 	virtio_reset(vp->vdev);
 	vp->dfselect = vp->gfselect = 0;
@@ -523,6 +536,8 @@ int virtio_pci_create(struct pci_bus *bus, struct virtio_dev *vdev,
 		vdev->transport_opaque = vp;
 		r = pci_bus_add_device(bus, &vp->pci, opts->slot);
 	}
+	if (!r)
+		virtio_set_dma(vdev, false);  /* Bus Master Enable starts clear */
 	if (r < 0) {
 		log_error(vdev->name, "cannot create the PCI function: %s", strerror(-r));
 		vdev->transport = NULL;

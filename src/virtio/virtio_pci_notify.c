@@ -19,7 +19,7 @@ void virtio_pci_process_queue(struct virtio_pci *vp, unsigned q)
 	struct virtio_dev *vdev = vp->vdev;
 
 	if (q >= vp->nr_queues || vdev->broken || !(vdev->status & VIRTIO_STATUS_DRIVER_OK) ||
-	    !vdev->queues[q].ready)
+	    !vdev->queues[q].ready || vdev->dma_off)
 		return;
 	atomic_fetch_add(&vdev->queues[q].notifies, 1);
 	vdev->ops->queue_notify(vdev, q);

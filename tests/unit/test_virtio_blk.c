@@ -700,6 +700,136 @@ static void test_reset_in_flight(void **state)
 	assert_int_equal(stats(d).writes, 0);
 }
 
+/* @NR reads of 4 KiB, read i at sector 8i, into buffers of 0xee. */
+static void queue_reads(struct drv *d, struct vreq *r)
+{
+	for (int i = 0; i < NR; i++) {
+		r[i].data = gmalloc(d, 4096);
+		memset(gptr(d, r[i].data, 4096), 0xee, 4096);
+		blk_req(d, &r[i], VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, true);
+	}
+}
+
+/* Read i of queue_reads() holds its sectors. */
+static void assert_read_data(struct drv *d, const struct vreq *r, int i)
+{
+	assert_file(d, (uint64_t)i * 8 * 512, gptr(d, r[i].data, 4096), 4096);
+}
+
+static uint16_t taken(struct drv *d)
+{
+	uint16_t n;
+
+	pthread_mutex_lock(&d->vdev->lock);
+	n = d->vdev->queues[0].vq.last_avail;
+	pthread_mutex_unlock(&d->vdev->lock);
+	return n;
+}
+
+/* Run the loop a while: whatever is due gets delivered. */
+static void run_loop(struct drv *d)
+{
+	for (int i = 0; i < 20; i++)
+		event_loop_run_once(d->loop, 5);
+}
+
+/*
+ * DMA off (Bus Master clear) with reads in flight and the queue starved
+ * (pool 4): the call returns once the data is in; then nothing more is
+ * written, no chain taken, no interrupt, however long the loop runs; DMA
+ * back on delivers the held completions and the rest is served.
+ */
+static void test_dma_off_holds_completions(void **state)
+{
+	struct drv *d = drv(state);
+	struct vreq r[NR] = { 0 };
+
+	queue_reads(d, r);
+	kick(d);
+	assert_int_equal(taken(d), 4);
+	virtio_set_dma(d->vdev, false);
+	for (int i = 0; i < 4; i++)
+		assert_read_data(d, r, i);
+	run_loop(d);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(taken(d), 4);
+	assert_int_equal(d->irqs[QVEC], 0);
+	for (int i = 0; i < NR; i++)
+		assert_int_equal(status_of(d, &r[i]), 0xff);
+	kick(d);                            /* a doorbell changes nothing */
+	assert_int_equal(taken(d), 4);
+
+	virtio_set_dma(d->vdev, true);
+	assert_true(used_idx(d) >= 4);      /* held, delivered at once */
+	assert_true(d->irqs[QVEC] >= 1);
+	wait_used(d, NR);
+	for (int i = 0; i < NR; i++) {
+		assert_int_equal(status_of(d, &r[i]), VIRTIO_BLK_S_OK);
+		assert_read_data(d, r, i);
+	}
+	assert_int_equal(stats(d).reads, NR);
+}
+
+/* A reset while completions are held drops them and gives their requests
+ * back: the whole pool serves the next driver. */
+static void test_dma_off_then_reset(void **state)
+{
+	struct drv *d = drv(state);
+	struct vreq r[NR] = { 0 }, rd[8] = { 0 };
+
+	queue_reads(d, r);
+	kick(d);
+	virtio_set_dma(d->vdev, false);
+	run_loop(d);
+	pthread_mutex_lock(&d->vdev->lock);
+	virtio_set_status(d->vdev, 0);
+	pthread_mutex_unlock(&d->vdev->lock);
+	virtio_set_dma(d->vdev, true);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(d->irqs[QVEC], 0);
+	driver_init(d, d->vdev->host_features & ~(1ull << VIRTIO_F_RING_EVENT_IDX));
+	for (int i = 0; i < 8; i++)
+		blk_req(d, &rd[i], VIRTIO_BLK_T_IN, (uint64_t)i, 512, true);
+	kick(d);
+	wait_used(d, 8);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(status_of(d, &rd[i]), VIRTIO_BLK_S_OK);
+}
+
+/*
+ * DRIVER_OK cleared without a reset while reads are in flight, then set
+ * again: refused, NEEDS_RESET; the late completions write no status byte
+ * and no used entry, and no chain is taken twice.  It used to restart the
+ * ring at index 0 and serve the same chains again.
+ */
+static void test_driver_ok_cleared_in_flight(void **state)
+{
+	struct drv *d = drv(state);
+	const uint8_t negotiated = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+				   VIRTIO_STATUS_FEATURES_OK;
+	struct vreq r[NR] = { 0 }, rd = { 0 };
+
+	queue_reads(d, r);
+	kick(d);
+	pthread_mutex_lock(&d->vdev->lock);
+	virtio_set_status(d->vdev, negotiated);
+	virtio_set_status(d->vdev, negotiated | VIRTIO_STATUS_DRIVER_OK);
+	pthread_mutex_unlock(&d->vdev->lock);
+	kick(d);
+	run_loop(d);
+	for (int i = 0; i < NR; i++)
+		assert_int_equal(status_of(d, &r[i]), 0xff);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(taken(d), 4);
+	assert_true(d->vdev->status & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(d->irqs[CVEC], 1);
+	pthread_mutex_lock(&d->vdev->lock);
+	virtio_set_status(d->vdev, 0);
+	pthread_mutex_unlock(&d->vdev->lock);
+	driver_init(d, d->vdev->host_features & ~(1ull << VIRTIO_F_RING_EVENT_IDX));
+	assert_int_equal(do_req(d, &rd, VIRTIO_BLK_T_IN, 0, 512, true), VIRTIO_BLK_S_OK);
+}
+
 static void take_lock(void *opaque)
 {
 	struct drv *d = opaque;
@@ -866,6 +996,11 @@ int main(void)
 		T(test_starved, c_depth4t),
 		T(test_reset_in_flight, c_depth4),
 		T(test_reset_in_flight, c_depth4t),
+		T(test_dma_off_holds_completions, c_depth4t),
+		T(test_dma_off_holds_completions, c_depth4),
+		T(test_dma_off_then_reset, c_depth4t),
+		T(test_driver_ok_cleared_in_flight, c_depth4t),
+		T(test_driver_ok_cleared_in_flight, c_depth4),
 		T(test_reset_loop_blocked, c_io_uring),
 		T(test_reset_loop_blocked, c_io_threads),
 		T(test_event_idx, c_eidx),

@@ -911,14 +911,25 @@ static void blk_add_read(struct fx *f, unsigned i)
 			 __ATOMIC_RELEASE);
 }
 
-/* Request @i completed with OK and the sector's data. */
-static void assert_blk_read(struct fx *f, unsigned i)
+static uint8_t blk_status(struct fx *f, unsigned i)
+{
+	return *(uint8_t *)guest_mem_ptr(&f->gm, BLK_STATUS(i), 1);
+}
+
+/* Request @i's buffer holds sector @i. */
+static void assert_blk_data(struct fx *f, unsigned i)
 {
 	const uint8_t *p = guest_mem_ptr(&f->gm, BLK_DATA(i), 512);
 
-	assert_int_equal(*(uint8_t *)guest_mem_ptr(&f->gm, BLK_STATUS(i), 1), VIRTIO_BLK_S_OK);
 	for (unsigned b = 0; b < 512; b++)
 		assert_int_equal(p[b], img_byte(i * 512ull + b));
+}
+
+/* Request @i completed with OK and the sector's data. */
+static void assert_blk_read(struct fx *f, unsigned i)
+{
+	assert_int_equal(blk_status(f, i), VIRTIO_BLK_S_OK);
+	assert_blk_data(f, i);
 }
 
 /* Chains the device has taken from queue 0. */
@@ -930,6 +941,23 @@ static unsigned blk_taken(struct fx *f)
 	n = f->blk->queues[0].vq.last_avail;
 	pthread_mutex_unlock(&f->blk->lock);
 	return n;
+}
+
+/* The disk held, 256 reads made available and rung for: returns once the
+ * device took what its pool holds (that many). */
+static unsigned blk_fill_ring(struct fx *f)
+{
+	unsigned takes = f->blk_depth ? f->blk_depth : BLK_QSIZE;
+
+	gate_set(true);
+	blk_bring_up(f);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		blk_add_read(f, i);
+	assert_int_equal(doorbell(f, 0), AS_IOEVENTFD);
+	for (int i = 0; i < 4000 && blk_taken(f) < takes; i++)
+		usleep(500);
+	assert_int_equal(blk_taken(f), takes);
+	return takes;
 }
 
 static void read_thread_cpu(void *opaque)
@@ -971,14 +999,7 @@ static void test_blk_starved_does_not_spin(void **state)
 	unsigned takes = f->blk_depth ? f->blk_depth : BLK_QSIZE;
 	uint64_t handled, cpu;
 
-	gate_set(true);
-	blk_bring_up(f);
-	for (unsigned i = 0; i < BLK_QSIZE; i++)
-		blk_add_read(f, i);
-	assert_int_equal(doorbell(f, 0), AS_IOEVENTFD);
-	for (int i = 0; i < 4000 && blk_taken(f) < takes; i++)
-		usleep(500);
-	assert_int_equal(blk_taken(f), takes);
+	assert_int_equal(blk_fill_ring(f), takes);
 	/* Its pool is used up either way: a completion resumes the queue. */
 	assert_true(atomic_load(&f->blk->queues[0].starved));
 
@@ -1030,14 +1051,7 @@ static void test_blk_destroy_starved(void **state)
 	struct fx *f = *state;
 	pthread_t opener;
 
-	gate_set(true);
-	blk_bring_up(f);
-	for (unsigned i = 0; i < BLK_QSIZE; i++)
-		blk_add_read(f, i);
-	assert_int_equal(doorbell(f, 0), AS_IOEVENTFD);
-	for (int i = 0; i < 4000 && blk_taken(f) < f->blk_depth; i++)
-		usleep(500);
-	assert_int_equal(blk_taken(f), f->blk_depth);
+	blk_fill_ring(f);
 	assert_int_equal(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
 	virtio_pci_destroy(f->vp);
 	f->vp = NULL;
@@ -1046,7 +1060,46 @@ static void test_blk_destroy_starved(void **state)
 	pthread_join(opener, NULL);
 	assert_int_equal(used_idx(f, 0), 0);
 	for (unsigned i = f->blk_depth; i < BLK_QSIZE; i++)
-		assert_int_equal(*(uint8_t *)guest_mem_ptr(&f->gm, BLK_STATUS(i), 1), 0xff);
+		assert_int_equal(blk_status(f, i), 0xff);
+}
+
+/*
+ * Bus Master cleared with reads in flight and the queue starved (pool 16 of
+ * 256): the config write returns once the reads' data is in; from then on
+ * the device writes no status byte and no used entry, takes no chain and
+ * sends no MSI-X message, however long it waits.  Set again, the held
+ * completions are delivered and the rest is served.  It used to go on
+ * completing, interrupting and taking new chains with Bus Master off.
+ */
+static void test_blk_bus_master_cleared_mid_io(void **state)
+{
+	struct fx *f = *state;
+	pthread_t opener;
+
+	blk_fill_ring(f);
+	assert_int_equal(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+	cfg_wr(f, 0x04, 0x2, 2);           /* waits for the reads under way */
+	pthread_join(opener, NULL);
+	for (unsigned i = 0; i < f->blk_depth; i++)
+		assert_blk_data(f, i);
+	usleep(50000);                     /* time to do what it must not */
+	assert_int_equal(doorbell(f, 0), AS_OK);
+	usleep(10000);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		assert_int_equal(blk_status(f, i), 0xff);
+	assert_int_equal(used_idx(f, 0), 0);
+	assert_int_equal(atomic_load(&f->msis.n), 0);
+	assert_int_equal(blk_taken(f), f->blk_depth);
+
+	cfg_wr(f, 0x04, 0x6, 2);
+	assert_true(virtio_pci_notifiers_active(f->vp));
+	for (int i = 0; i < 4000 && used_idx(f, 0) != BLK_QSIZE; i++)
+		usleep(500);
+	assert_int_equal(used_idx(f, 0), BLK_QSIZE);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		assert_blk_read(f, i);
+	assert_true(atomic_load(&f->msis.n) >= 1);
+	assert_false(f->blk->broken);
 }
 
 int main(void)
@@ -1069,6 +1122,8 @@ int main(void)
 						teardown_blk),
 		cmocka_unit_test_setup_teardown(test_blk_destroy_starved, setup_blk_depth16,
 						teardown_blk),
+		cmocka_unit_test_setup_teardown(test_blk_bus_master_cleared_mid_io,
+						setup_blk_depth16, teardown_blk),
 #undef T
 	};
 
