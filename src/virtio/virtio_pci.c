@@ -120,8 +120,11 @@ static void common_field_write(struct virtio_pci *vp, unsigned off, uint64_t v)
 	case 0x00: vp->dfselect = (uint32_t)v; break;
 	case 0x08: vp->gfselect = (uint32_t)v; break;
 	case 0x0c:
-		/* Fixed once FEATURES_OK was accepted (§3.1.1). */
-		if (vp->gfselect < 2 && !(vdev->status & VIRTIO_STATUS_FEATURES_OK)) {
+		/* Fixed once FEATURES_OK was accepted (§3.1.1); FEATURES_OK
+		 * cannot be cleared without a reset, DRIVER_OK checked all the
+		 * same. */
+		if (vp->gfselect < 2 &&
+		    !(vdev->status & (VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK))) {
 			unsigned shift = 32 * vp->gfselect;
 
 			vdev->guest_features &= ~(0xffffffffull << shift);

@@ -443,6 +443,30 @@ static void test_features(void **state)
 	assert_true(f->vdev.guest_features == (0x3 | 1ull << 32));
 }
 
+/* FEATURES_OK cleared with DRIVER_OK kept: refused, NEEDS_RESET, and the
+ * features stay as negotiated.  They used to be rewritable then, under a
+ * running device. */
+static void test_features_fixed_while_running(void **state)
+{
+	struct fx *f = *state;
+	uint64_t c;
+
+	bring_up(f, true);
+	c = f->common;
+	set_status(f, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK);
+	assert_true(status(f) & VIRTIO_STATUS_FEATURES_OK);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	wr(f, c + 0x08, 0, 4);
+	wr(f, c + 0x0c, 0x1, 4);
+	wr(f, c + 0x08, 1, 4);
+	wr(f, c + 0x0c, 0, 4);
+	assert_true(f->vdev.guest_features == (0x3 | 1ull << 32));
+	assert_false(virtio_pci_notifiers_active(f->vp));
+	/* A reset reopens them. */
+	negotiate(f);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+}
+
 static void test_registers_out_of_range(void **state)
 {
 	struct fx *f = *state;
@@ -1108,6 +1132,7 @@ int main(void)
 #define T(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_layout, setup_iothread),
 		T(test_features, setup_iothread),
+		T(test_features_fixed_while_running, setup_iothread),
 		T(test_registers_out_of_range, setup_iothread),
 		T(test_notifiers_on_iothread, setup_iothread),
 		T(test_stop_runs_handler_once, setup_idle),
