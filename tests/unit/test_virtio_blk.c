@@ -962,6 +962,25 @@ static void test_rng(void **state)
 	assert_int_equal(s.reads, 0);
 }
 
+/* Without DMA a kick takes nothing and returns (it used to loop for ever
+ * on the chain it could not pop); with DMA back the next kick serves it. */
+static void test_rng_dma_off(void **state)
+{
+	struct drv *d = drv(state);
+	struct seg s = { gmalloc(d, 64), 64, true };
+	uint16_t head;
+
+	virtio_set_dma(d->vdev, false);
+	head = add_chain(d, &s, 1);
+	kick(d);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(d->irqs[QVEC], 0);
+	virtio_set_dma(d->vdev, true);
+	kick(d);
+	wait_used(d, 1);
+	assert_int_equal(used_len(d, head, 1), 64);
+}
+
 static struct cfg c_uring = { .aio = BLK_AIO_IO_URING, .serial = "kickvm-serial-0123456789" },
 		  c_threads = { .aio = BLK_AIO_THREADS, .serial = "short" },
 		  c_ro = { .aio = BLK_AIO_AUTO, .readonly = true },
@@ -1009,6 +1028,7 @@ int main(void)
 		BOTH(test_backend_error),
 		cmocka_unit_test(test_create),
 		T(test_rng, c_rng),
+		T(test_rng_dma_off, c_rng),
 	};
 
 	log_set_level(LOG_ERROR);
