@@ -68,6 +68,14 @@ struct virtio_dev_ops {
 	void (*reset)(struct virtio_dev *vdev);
 	/* Free the model's state (vdev->opaque). */
 	void (*destroy)(struct virtio_dev *vdev);
+	/* Optional (virtio_set_dma()).  DMA was just forbidden: return once no
+	 * data transfer started before can touch guest memory any more, and
+	 * hold the completions that come in meanwhile.  Called WITHOUT
+	 * vdev->lock, since those completions take it. */
+	void (*dma_stop)(struct virtio_dev *vdev);
+	/* Optional.  DMA allowed again: deliver what was held, take up the
+	 * queues again.  Lock held. */
+	void (*dma_start)(struct virtio_dev *vdev);
 };
 
 struct virtio_queue {
@@ -79,6 +87,11 @@ struct virtio_queue {
 	/* host notifier (ioeventfd) */
 	struct event_notifier notifier;
 	bool notifier_active;
+	/* Set by the model when it left chains in the ring for want of
+	 * resources (free requests) and will resume the queue itself once
+	 * some free up: those chains are no work for a poller, or the
+	 * event loop would spin on a queue nobody can take from. */
+	atomic_bool starved;
 	_Atomic uint64_t notifies;     /* notifications handled */
 	_Atomic uint64_t polled;       /* of those, requests found by polling */
 	_Atomic uint64_t interrupts;   /* used-buffer interrupts raised */
@@ -114,6 +127,8 @@ struct virtio_dev {
 	const struct virtio_transport_ops *transport;
 	void *transport_opaque;
 	bool broken;                   /* NEEDS_RESET set */
+	bool dma_off;                  /* virtio_set_dma(): guest memory is off limits */
+	bool config_irq_held;          /* a config interrupt due while dma_off */
 };
 
 /* Initialise @vdev for @ops (offered features: ops->features | VERSION_1 |
@@ -125,10 +140,27 @@ void virtio_dev_cleanup(struct virtio_dev *vdev);
 /* Status write as the driver makes it (transport calls, lock held):
  * checks FEATURES_OK (driver may only accept offered features, VERSION_1
  * required; otherwise FEATURES_OK stays clear), sets up the virtqs at
- * DRIVER_OK, resets on 0.  Returns the new status. */
+ * DRIVER_OK, resets on 0.  Only a reset clears bits: a write that clears
+ * one (DRIVER_OK, FEATURES_OK, ...) is refused, the status kept, and the
+ * device set NEEDS_RESET.  Returns the new status. */
 uint8_t virtio_set_status(struct virtio_dev *vdev, uint8_t status);
 void virtio_reset(struct virtio_dev *vdev);
 bool virtio_has_feature(const struct virtio_dev *vdev, unsigned bit);
+
+/*
+ * The transport allows or forbids the device's access to guest memory (PCI:
+ * Bus Master Enable).  While forbidden the device touches no guest memory
+ * and raises no interrupt (an MSI-X message is a memory write too): no chain
+ * is taken, no status byte or used entry written, no notification state
+ * changed.  Data transfers already started are waited for before this
+ * returns, so they land before the driver's write that forbade DMA
+ * completes, as a DMA already under way would; their completions are held
+ * and delivered, with their interrupts, once DMA is allowed again — or
+ * dropped by a reset meanwhile, like everything in flight at a reset.
+ * Starts allowed.  Call without vdev->lock; the caller serialises calls for
+ * one device (and with resets).
+ */
+void virtio_set_dma(struct virtio_dev *vdev, bool allowed);
 
 /* Something the driver did is malformed: log it (once), set NEEDS_RESET,
  * raise a config interrupt; the device processes nothing more until reset. */

@@ -6,10 +6,13 @@
  * Host notifiers (docs/kvm-notes.md, "Host notifiers"): at DRIVER_OK one
  * ioeventfd per ready queue (len 0 at its own doorbell), all in one memory
  * transaction, then every queue kicked once so requests queued before are
- * processed; DRIVER_OK cleared, reset or bus master cleared stop them, each
- * handler run once before its eventfd closes (bus master set again with
- * DRIVER_OK still on starts them again; while it is off, doorbells are
- * dropped: the device may not touch the rings).  If they cannot be used the
+ * processed; a reset, bus master cleared, or the device breaking (a driver
+ * clearing DRIVER_OK without a reset breaks it) stop them, each handler run
+ * once before its eventfd closes (bus master set again with DRIVER_OK still
+ * on starts them again).  Bus master cleared also stops the device itself
+ * (virtio_set_dma(): no guest memory touched, no interrupt, completions
+ * held until it is set again); doorbells meanwhile are dropped, and the
+ * start kick finds what they announced.  If they cannot be used the
  * device logs "falling back to userspace notify (slower)" and serves the
  * trapped doorbell writes itself.
  */

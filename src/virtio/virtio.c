@@ -35,6 +35,7 @@ static void reset_queues(struct virtio_dev *vdev)
 		memset(&q->vq, 0, sizeof(q->vq));
 		q->size = i < vdev->ops->nr_queues ? vdev->ops->queue_max : 0;
 		q->ready = false;
+		atomic_store(&q->starved, false);
 		q->vector = VIRTIO_NO_VECTOR;
 		q->desc = q->driver = q->device = 0;
 	}
@@ -80,9 +81,19 @@ void virtio_reset(struct virtio_dev *vdev)
 	vdev->isr = 0;
 	vdev->config_vector = VIRTIO_NO_VECTOR;
 	vdev->broken = false;
+	vdev->config_irq_held = false;
 	/* config_generation is not reset: a driver comparing it across the
 	 * reset must still see a change if the config changed. */
 	reset_queues(vdev);
+}
+
+/* Send the config change interrupt, or keep it for when DMA is back. */
+static void config_interrupt(struct virtio_dev *vdev)
+{
+	if (vdev->dma_off)
+		vdev->config_irq_held = true;
+	else if (vdev->transport && vdev->transport->notify)
+		vdev->transport->notify(vdev, vdev->config_vector);
 }
 
 void virtio_dev_set_broken(struct virtio_dev *vdev, const char *fmt, ...)
@@ -102,9 +113,8 @@ void virtio_dev_set_broken(struct virtio_dev *vdev, const char *fmt, ...)
 	vdev->isr |= VIRTIO_ISR_CONFIG;
 	/* §2.1.2: after NEEDS_RESET a device with DRIVER_OK must send a config
 	 * change notification; before DRIVER_OK it must send none. */
-	if ((vdev->status & VIRTIO_STATUS_DRIVER_OK) && vdev->transport &&
-	    vdev->transport->notify)
-		vdev->transport->notify(vdev, vdev->config_vector);
+	if (vdev->status & VIRTIO_STATUS_DRIVER_OK)
+		config_interrupt(vdev);
 }
 
 /* May the driver have FEATURES_OK with what it accepted? */
@@ -167,6 +177,17 @@ uint8_t virtio_set_status(struct virtio_dev *vdev, uint8_t status)
 	/* NEEDS_RESET is the device's to set and only a reset clears it. */
 	status = (status & ~VIRTIO_STATUS_NEEDS_RESET) | (old & VIRTIO_STATUS_NEEDS_RESET);
 
+	/* Only a reset clears bits (§2.1.2).  Clearing DRIVER_OK and setting
+	 * it again would restart the rings at index 0 with requests of the
+	 * same generation in flight (chains run twice, late completions in
+	 * the new ring); clearing FEATURES_OK would reopen the features under
+	 * a running device.  Refused: the status stays, the device needs reset
+	 * (which waits for what is in flight). */
+	if (old & ~status & ~VIRTIO_STATUS_NEEDS_RESET) {
+		virtio_dev_set_broken(vdev, "driver cleared status bits %#x without a reset",
+				      old & ~status & ~VIRTIO_STATUS_NEEDS_RESET);
+		return vdev->status;
+	}
 	/* Left clear on refusal: the driver reads it back and gives up. */
 	if ((added & VIRTIO_STATUS_FEATURES_OK) && !features_ok(vdev)) {
 		status &= ~VIRTIO_STATUS_FEATURES_OK;
@@ -186,9 +207,34 @@ uint8_t virtio_set_status(struct virtio_dev *vdev, uint8_t status)
 		if (!vdev->broken && vdev->ops->start)
 			vdev->ops->start(vdev);
 	}
-	/* Any other change (a driver clearing a bit, which it must not do, or
-	 * setting FAILED) is recorded as written; queue work checks DRIVER_OK. */
+	/* Any other change (setting FAILED) is recorded as written. */
 	return vdev->status;
+}
+
+void virtio_set_dma(struct virtio_dev *vdev, bool allowed)
+{
+	pthread_mutex_lock(&vdev->lock);
+	if (vdev->dma_off != allowed) {
+		pthread_mutex_unlock(&vdev->lock);
+		return;
+	}
+	vdev->dma_off = !allowed;
+	if (allowed) {
+		if (vdev->ops->dma_start)
+			vdev->ops->dma_start(vdev);
+		/* Used entries pushed just before DMA went off may not have
+		 * had their interrupt yet: each queue is looked at once. */
+		for (unsigned q = 0; q < vdev->ops->nr_queues && q < VIRTIO_MAX_QUEUES; q++)
+			virtio_queue_notify_driver(vdev, q);
+		if (vdev->config_irq_held) {
+			vdev->config_irq_held = false;
+			config_interrupt(vdev);
+		}
+	}
+	pthread_mutex_unlock(&vdev->lock);
+	/* Without the lock: the transfers' completions take it to be held. */
+	if (!allowed && vdev->ops->dma_stop)
+		vdev->ops->dma_stop(vdev);
 }
 
 /* The queue @q if it exists, else NULL. */
@@ -201,7 +247,7 @@ static struct virtio_queue *queue(struct virtio_dev *vdev, unsigned q)
 
 static bool live(const struct virtio_dev *vdev)
 {
-	return !vdev->broken && (vdev->status & VIRTIO_STATUS_DRIVER_OK);
+	return !vdev->broken && (vdev->status & VIRTIO_STATUS_DRIVER_OK) && !vdev->dma_off;
 }
 
 int virtio_queue_pop(struct virtio_dev *vdev, unsigned q, struct virtq_elem *elem)
@@ -212,7 +258,7 @@ int virtio_queue_pop(struct virtio_dev *vdev, unsigned q, struct virtq_elem *ele
 	if (!vq)
 		return -EINVAL;
 	if (!live(vdev))
-		return -EIO;
+		return -EIO;             /* (without DMA: nothing popped, not broken) */
 	if (!vq->ready)
 		return 0;                /* a disabled queue has nothing to give */
 	ret = virtq_pop(&vq->vq, elem);

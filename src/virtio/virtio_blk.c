@@ -40,7 +40,12 @@
 #define QUEUE_MAX       256
 #define SEG_MAX         (QUEUE_MAX - 2)     /* the header and status take two */
 #define SIZE_MAX_BYTES  (1u << 20)
-#define DEFAULT_DEPTH   128
+/* Requests: as many as the queue has entries, so that a driver that fills
+ * its ring never runs the device out of them (256 x ~4 KiB of iovecs).  A
+ * hostile driver can still offer more chains than that (the same
+ * descriptors again before they came back): the rest waits in the ring,
+ * the queue marked starved (virtio.h), until a request completes. */
+#define DEFAULT_DEPTH   QUEUE_MAX
 #define MAX_DZ_SECTORS  (1u << 21)          /* 1 GiB per discard/write-zeroes */
 #define DISCARD_ALIGN   8                   /* 4 KiB: a filesystem block */
 #define DZ_F_UNMAP      1u
@@ -88,6 +93,7 @@ struct vblk_req {
 	uint8_t *status;                    /* host pointer to the status byte */
 	uint32_t written;                   /* bytes written back on success */
 	uint64_t bytes;                     /* data moved, for stats */
+	int ret;                            /* the backend's result, while held */
 	struct iovec iov[VIRTQ_ELEM_MAX_IOV];
 };
 
@@ -102,9 +108,9 @@ struct virtio_blk {
 	pthread_mutex_t pool_lock;          /* free_reqs */
 	struct vblk_req *reqs, *free_reqs;
 	_Atomic uint32_t gen;               /* bumped by reset and destroy */
-	atomic_bool starved;                /* chains left in the ring for want of a request */
 
 	/* Under vdev->lock. */
+	struct vblk_req *held;              /* completed while DMA was off (virtio.h) */
 	bool pushed;                        /* used entries the driver was not told about */
 	bool batch_armed;
 	struct event_notifier batch;
@@ -140,12 +146,34 @@ static void req_put(struct virtio_blk *blk, struct vblk_req *r)
 	pthread_mutex_unlock(&blk->pool_lock);
 }
 
+/* Chains were left in the ring for want of a request (virtio.h). */
+static atomic_bool *starved_flag(struct virtio_blk *blk)
+{
+	return &blk->vdev->queues[0].starved;
+}
+
+static bool starved(struct virtio_blk *blk)
+{
+	return atomic_load(starved_flag(blk));
+}
+
 /* ---- completing -------------------------------------------------------- */
 
-/* Write the status, return the chain, count.  vdev->lock held. */
+/* May the device take and return chains?  vdev->lock held. */
+static bool live(struct virtio_dev *vdev)
+{
+	return !vdev->broken && (vdev->status & VIRTIO_STATUS_DRIVER_OK) &&
+	       vdev->queues[0].ready && !vdev->dma_off;
+}
+
+/* Write the status, return the chain, count.  vdev->lock held.  A device
+ * that broke (or lost DMA) since the request started writes nothing: the
+ * rings, and the status byte, are not ours to write any more. */
 static void finish(struct virtio_blk *blk, uint16_t head, uint32_t type, uint8_t *status,
 		   uint8_t st, uint32_t written, uint64_t bytes)
 {
+	if (!live(blk->vdev))
+		return;
 	*status = st;
 	if (st != VIRTIO_BLK_S_OK)
 		written = 1;                /* only the status is certain */
@@ -168,6 +196,18 @@ static void finish(struct virtio_blk *blk, uint16_t head, uint32_t type, uint8_t
 		count(blk, type == VIRTIO_BLK_T_IN ? ST_BYTES_READ : ST_BYTES_WRITTEN, bytes);
 }
 
+/* @r finished with @ret: answer the driver, interrupt after the batch.
+ * vdev->lock held. */
+static void complete(struct virtio_blk *blk, struct vblk_req *r, int ret)
+{
+	finish(blk, r->head, r->type, r->status, ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK,
+	       r->written, r->bytes);
+	if (!blk->batch_armed) {
+		blk->batch_armed = true;
+		event_notifier_set(&blk->batch);
+	}
+}
+
 /* The backend finished @breq; in the loop, without vdev->lock. */
 static void req_done(struct blk_req *breq, int ret)
 {
@@ -178,7 +218,7 @@ static void req_done(struct blk_req *breq, int ret)
 	/* Stale (see the top): the lock may be held by the reset waiting on us. */
 	if (r->gen != atomic_load(&blk->gen)) {
 		req_put(blk, r);
-		if (atomic_load(&blk->starved))
+		if (starved(blk))
 			event_notifier_set(&blk->batch);
 		return;
 	}
@@ -187,15 +227,19 @@ static void req_done(struct blk_req *breq, int ret)
 		if (ret < 0)
 			log_debug_rl(vdev->name, "request type %u at %llu failed: %s", r->type,
 				  (unsigned long long)breq->offset, strerror(-ret));
-		finish(blk, r->head, r->type, r->status,
-		       ret < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK, r->written, r->bytes);
-		if (!blk->batch_armed) {
-			blk->batch_armed = true;
-			event_notifier_set(&blk->batch);
+		if (vdev->dma_off) {
+			/* Its data moved already; the rest waits for DMA. */
+			r->ret = ret;
+			r->next = blk->held;
+			blk->held = r;
+			r = NULL;
+		} else {
+			complete(blk, r, ret);
 		}
 	}
 	pthread_mutex_unlock(&vdev->lock);
-	req_put(blk, r);
+	if (r)
+		req_put(blk, r);
 }
 
 /* ---- parsing a request ------------------------------------------------- */
@@ -257,6 +301,8 @@ static int parse_dz(struct virtio_blk *blk, struct vblk_req *r, const struct vir
 	if (!virtio_has_feature(blk->vdev, discard ? VIRTIO_BLK_F_DISCARD
 						    : VIRTIO_BLK_F_WRITE_ZEROES))
 		return VIRTIO_BLK_S_UNSUPP;
+	if (e->in_len != 1)
+		return VIRTIO_BLK_S_IOERR;  /* segments device-writable (wrong_way()) */
 	if (payload == 0 || payload % sizeof(seg))
 		return VIRTIO_BLK_S_IOERR;
 	/* We said max_*_seg = 1 (§5.2.6.2: more is not supported). */
@@ -283,6 +329,31 @@ static int parse_dz(struct virtio_blk *blk, struct vblk_req *r, const struct vir
 	return -1;
 }
 
+/*
+ * Is the data of request @type on the wrong side (§5.2.6)?  What the device
+ * reads comes after the 16-byte header in the readable part of the chain,
+ * what it writes before the status byte in the writable part: a read's data
+ * must be device-writable, a write's (and a discard or write-zeroes
+ * segment's) device-readable, a flush has none, GET_ID's ID is writable.
+ * Bytes on the other side mean the driver got a flag wrong: answered with
+ * IOERR, nothing read or written (not "OK" for a transfer of 0 bytes), the
+ * device kept working since the request's frame, header and status byte, is
+ * intact.  (Unknown types get UNSUPP whatever their layout; discard and
+ * write-zeroes are checked in parse_dz() after their feature.)
+ */
+static bool wrong_way(uint32_t type, const struct virtq_elem *e)
+{
+	uint64_t readable = e->out_len - 16, writable = e->in_len - 1;
+
+	switch (type) {
+	case VIRTIO_BLK_T_IN: return readable != 0;
+	case VIRTIO_BLK_T_OUT: return writable != 0;
+	case VIRTIO_BLK_T_FLUSH: return readable || writable;
+	case VIRTIO_BLK_T_GET_ID: return readable || !writable;
+	default: return false;
+	}
+}
+
 /* Decode @e into @r: a status when it completes at once, -1 to submit. */
 static int parse(struct virtio_blk *blk, struct vblk_req *r, const struct virtq_elem *e,
 		 uint64_t sector)
@@ -292,6 +363,8 @@ static int parse(struct virtio_blk *blk, struct vblk_req *r, const struct virtq_
 
 	r->written = 1;
 	r->bytes = 0;
+	if (wrong_way(r->type, e))
+		return VIRTIO_BLK_S_IOERR;
 	switch (r->type) {
 	case VIRTIO_BLK_T_IN:
 	case VIRTIO_BLK_T_OUT:
@@ -378,19 +451,13 @@ static bool handle(struct virtio_blk *blk, struct vblk_req *r)
 	return true;
 }
 
-static bool live(struct virtio_dev *vdev)
-{
-	return !vdev->broken && (vdev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       vdev->queues[0].ready;
-}
-
 /* Take every available chain we have a request for.  vdev->lock held. */
 static void process(struct virtio_blk *blk)
 {
 	struct virtio_dev *vdev = blk->vdev;
 	struct virtq *vq = &vdev->queues[0].vq;
 
-	atomic_store(&blk->starved, false);
+	atomic_store(starved_flag(blk), false);
 	/* Everything taken in this pass goes to the kernel as one batch. */
 	blk_plug(blk->backend);
 	while (live(vdev)) {
@@ -403,8 +470,10 @@ static void process(struct virtio_blk *blk)
 
 			if (!r) {
 				/* Stay quiet: a completion frees a request and
-				 * brings us back here (batch handler). */
-				atomic_store(&blk->starved, true);
+				 * brings us back here (batch handler); until
+				 * then the ring's chains are no work for a
+				 * poller. */
+				atomic_store(starved_flag(blk), true);
 				goto out;
 			}
 			n = virtio_queue_pop(vdev, 0, &blk->elem);
@@ -437,7 +506,7 @@ static void on_batch(struct event_notifier *e, void *opaque)
 	event_notifier_test_and_clear(e);
 	pthread_mutex_lock(&blk->vdev->lock);
 	blk->batch_armed = false;
-	if (atomic_load(&blk->starved))
+	if (starved(blk))
 		process(blk);
 	if (blk->pushed) {
 		blk->pushed = false;
@@ -471,16 +540,64 @@ static void blk_reset(struct virtio_dev *vdev)
 	/* First, so every done() from now on is stale (see the top). */
 	atomic_fetch_add(&blk->gen, 1);
 	blk_drain(blk->backend);
-	atomic_store(&blk->starved, false);
+	atomic_store(starved_flag(blk), false);
 	blk->pushed = false;
+	/* Held completions are dropped like every other of the old rings. */
+	while (blk->held) {
+		struct vblk_req *r = blk->held;
+
+		blk->held = r->next;
+		req_put(blk, r);
+	}
 }
 
+/* DMA off (virtio.h): process() takes nothing more, done() holds; wait for
+ * the backend to be through with the buffers.  Without vdev->lock: from the
+ * loop's thread the drain delivers the done()s inline, and they take it. */
+static void blk_dma_stop(struct virtio_dev *vdev)
+{
+	struct virtio_blk *blk = vdev->opaque;
+
+	blk_drain(blk->backend);
+}
+
+/* DMA on again: the held completions, in the order they came, then what
+ * the driver queued meanwhile (its doorbells were dropped).  Lock held. */
+static void blk_dma_start(struct virtio_dev *vdev)
+{
+	struct virtio_blk *blk = vdev->opaque;
+	struct vblk_req *list = NULL;
+
+	while (blk->held) {                 /* reverse: oldest first */
+		struct vblk_req *r = blk->held;
+
+		blk->held = r->next;
+		r->next = list;
+		list = r;
+	}
+	while (list) {
+		struct vblk_req *r = list;
+
+		list = r->next;
+		complete(blk, r, r->ret);
+		req_put(blk, r);
+	}
+	process(blk);
+}
+
+/*
+ * In the order that leaves nothing to run on freed state: every done() stale
+ * first; then the batch handler gone (once that returns it is not running
+ * and never will again, so nothing submits to the backend we close next);
+ * then the backend, whose last done()s only return requests to the pool and
+ * may signal the batch eventfd, still open, with nobody listening.
+ */
 static void free_blk(struct virtio_blk *blk, struct event_loop *loop)
 {
 	atomic_fetch_add(&blk->gen, 1);
-	blk_close(blk->backend);            /* runs the last (stale) done()s */
 	if (blk->batch.fd >= 0)
 		event_loop_set_notifier(loop, &blk->batch, NULL, NULL);
+	blk_close(blk->backend);            /* runs the last (stale) done()s */
 	event_notifier_cleanup(&blk->batch);
 	pthread_mutex_destroy(&blk->pool_lock);
 	free(blk->reqs);
@@ -502,7 +619,8 @@ static void blk_destroy(struct virtio_dev *vdev)
 	.nr_queues = 1, .queue_max = QUEUE_MAX,                                \
 	.config_size = sizeof(struct blk_config),                              \
 	.read_config = blk_read_config, .queue_notify = blk_queue_notify,      \
-	.reset = blk_reset, .destroy = blk_destroy
+	.reset = blk_reset, .destroy = blk_destroy,                            \
+	.dma_stop = blk_dma_stop, .dma_start = blk_dma_start
 
 static const struct virtio_dev_ops blk_ops = {
 	BLK_OPS(FEATURE(VIRTIO_BLK_F_DISCARD) | FEATURE(VIRTIO_BLK_F_WRITE_ZEROES)),

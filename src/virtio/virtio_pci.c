@@ -123,8 +123,11 @@ static void common_field_write(struct virtio_pci *vp, unsigned off, uint64_t v)
 	case 0x00: vp->dfselect = (uint32_t)v; break;
 	case 0x08: vp->gfselect = (uint32_t)v; break;
 	case 0x0c:
-		/* Fixed once FEATURES_OK was accepted (§3.1.1). */
-		if (vp->gfselect < 2 && !(vdev->status & VIRTIO_STATUS_FEATURES_OK)) {
+		/* Fixed once FEATURES_OK was accepted (§3.1.1); FEATURES_OK
+		 * cannot be cleared without a reset, DRIVER_OK checked all the
+		 * same. */
+		if (vp->gfselect < 2 &&
+		    !(vdev->status & (VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK))) {
 			unsigned shift = 32 * vp->gfselect;
 
 			vdev->guest_features &= ~(0xffffffffull << shift);
@@ -358,6 +361,14 @@ static void vp_config_write(struct pci_device *d, uint32_t offset, uint32_t valu
 	bar_regs_write(vp, off, pci_get_long(&d->config[vp->cfg_cap + 16]), n);
 }
 
+/*
+ * Bus Master Enable is the device's permission to touch guest memory
+ * (virtio_set_dma()).  Cleared: the notifiers stop first (their last
+ * doorbells are still served), then the device stops and waits for its
+ * data transfers, holding their completions; the guest's config write
+ * returns after that.  Set: the held completions are delivered, then the
+ * notifiers start and kick every queue.
+ */
 static void vp_bus_master(struct pci_device *d, bool enabled)
 {
 	struct virtio_pci *vp = d->opaque;
@@ -365,7 +376,11 @@ static void vp_bus_master(struct pci_device *d, bool enabled)
 	pthread_mutex_lock(&vp->ctrl_lock);
 	vp->bus_master = enabled;
 	atomic_store(&vp->dma_on, enabled);
+	if (enabled)
+		virtio_set_dma(vp->vdev, true);
 	virtio_pci_update_notifiers(vp);
+	if (!enabled)
+		virtio_set_dma(vp->vdev, false);
 	pthread_mutex_unlock(&vp->ctrl_lock);
 }
 
@@ -377,6 +392,7 @@ static void vp_reset(struct pci_device *d)
 	vp->bus_master = false;
 	atomic_store(&vp->dma_on, false);
 	virtio_pci_stop_notifiers(vp);
+	virtio_set_dma(vp->vdev, false);
 	pthread_mutex_lock(&vp->vdev->lock);
 	virtio_reset(vp->vdev);
 	vp->dfselect = vp->gfselect = 0;
@@ -526,6 +542,8 @@ int virtio_pci_create(struct pci_bus *bus, struct virtio_dev *vdev,
 		vdev->transport_opaque = vp;
 		r = pci_bus_add_device(bus, &vp->pci, opts->slot);
 	}
+	if (!r)
+		virtio_set_dma(vdev, false);  /* Bus Master Enable starts clear */
 	if (r < 0) {
 		log_error(vdev->name, "cannot create the PCI function: %s", strerror(-r));
 		vdev->transport = NULL;

@@ -19,7 +19,7 @@ void virtio_pci_process_queue(struct virtio_pci *vp, unsigned q)
 	struct virtio_dev *vdev = vp->vdev;
 
 	if (q >= vp->nr_queues || vdev->broken || !(vdev->status & VIRTIO_STATUS_DRIVER_OK) ||
-	    !vdev->queues[q].ready)
+	    !vdev->queues[q].ready || vdev->dma_off)
 		return;
 	atomic_fetch_add(&vdev->queues[q].notifies, 1);
 	vdev->ops->queue_notify(vdev, q);
@@ -40,6 +40,19 @@ static void host_notifier_read(struct event_notifier *e, void *opaque)
 }
 
 /*
+ * Work for the busy-poller on queue @vq: a chain the driver made available
+ * that the device can take now.  A starved queue has chains it cannot take
+ * until a request of its own completes (which resumes it without us):
+ * reporting them would make the loop spin, calling a handler that takes
+ * nothing, for as long as the requests in flight take.  vdev->lock held.
+ */
+static bool has_work(struct virtio_queue *vq)
+{
+	return vq->ready && vq->notifier_active && !atomic_load(&vq->starved) &&
+	       virtq_pending(&vq->vq) > 0;
+}
+
+/*
  * Busy-polling (event.h): is there a request the driver has made available
  * that we have not taken?  Seen before its doorbell's eventfd is even read;
  * the signal is still consumed (and counted) later.  trylock: never wait on
@@ -55,8 +68,7 @@ static bool poll_queues(void *opaque)
 		return false;
 	if ((vdev->status & VIRTIO_STATUS_DRIVER_OK) && !vdev->broken)
 		for (unsigned q = 0; q < vp->nr_queues && !work; q++)
-			work = vdev->queues[q].ready && vdev->queues[q].notifier_active &&
-			       virtq_pending(&vdev->queues[q].vq) > 0;
+			work = has_work(&vdev->queues[q]);
 	pthread_mutex_unlock(&vdev->lock);
 	return work;
 }
@@ -69,7 +81,7 @@ static void poll_queues_ready(void *opaque)
 	for (unsigned q = 0; q < vp->nr_queues; q++) {
 		struct virtio_queue *vq = &vp->vdev->queues[q];
 
-		if (vq->notifier_active && virtq_pending(&vq->vq) > 0) {
+		if (has_work(vq)) {
 			atomic_fetch_add(&vq->polled, 1);
 			virtio_pci_process_queue(vp, q);
 		}
@@ -109,7 +121,7 @@ static bool poll_queues_end(void *opaque)
 		if (!vq->vq.polled)
 			continue;
 		virtq_set_polled(&vq->vq, false);
-		work |= vq->ready && vq->notifier_active && virtq_pending(&vq->vq) > 0;
+		work |= has_work(vq);
 	}
 	pthread_mutex_unlock(&vdev->lock);
 	return work;

@@ -64,8 +64,9 @@ static void rng_queue_notify(struct virtio_dev *vdev, unsigned q)
 
 	if (q != 0)
 		return;
+	/* (Without DMA the pops fail and the ring must not be touched.) */
 	while (!vdev->broken && (vdev->status & VIRTIO_STATUS_DRIVER_OK) &&
-	       vdev->queues[0].ready) {
+	       vdev->queues[0].ready && !vdev->dma_off) {
 		virtq_set_notification(vq, false);
 		while (virtio_queue_pop(vdev, 0, &rng->elem) > 0) {
 			uint32_t n = fill_elem(&rng->elem);

@@ -432,6 +432,74 @@ static void test_malformed_chain_breaks_device(void **state)
 	assert_int_equal(w->last_vector, 7);
 }
 
+/* A driver clears DRIVER_OK without a reset, then sets it again: refused,
+ * NEEDS_RESET.  It used to restart the rings at index 0 under the chain
+ * still in flight, which would then run twice. */
+static void test_clear_driver_ok_refused(void **state)
+{
+	struct world *w = *state;
+	const uint8_t negotiated = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+				   VIRTIO_STATUS_FEATURES_OK;
+	uint16_t used;
+
+	bring_up(w, BASE_FEATURES);
+	w->vdev.config_vector = 3;
+	add_buffer(w, 0, 2);
+	assert_int_equal(virtio_queue_pop(&w->vdev, 0, &w->elem), 1);   /* in flight */
+	assert_int_equal(virtio_set_status(&w->vdev, negotiated),
+			 negotiated | VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET);
+	assert_true(w->vdev.broken);
+	assert_int_equal(w->notifies, 1);
+	assert_int_equal(w->last_vector, 3);
+	/* Setting it again starts nothing: the ring still where it was. */
+	driver_ok(w);
+	assert_int_equal(w->starts, 1);
+	assert_int_equal(w->vdev.queues[0].vq.last_avail, 1);
+	assert_int_equal(virtio_queue_push(&w->vdev, 0, w->elem.head, 0), -EIO);
+	assert_int_equal(guest_mem_read(&w->gm, USED_GPA + 2, &used, 2), 0);
+	assert_int_equal(used, 0);
+
+	/* FEATURES_OK cleared under DRIVER_OK: the same, the features stay. */
+	virtio_set_status(&w->vdev, 0);
+	w->avail_idx = 0;
+	bring_up(w, BASE_FEATURES);
+	virtio_set_status(&w->vdev, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+				    VIRTIO_STATUS_DRIVER_OK);
+	assert_true(w->vdev.status & VIRTIO_STATUS_FEATURES_OK);
+	assert_true(w->vdev.status & VIRTIO_STATUS_NEEDS_RESET);
+	/* A reset is the way out. */
+	virtio_set_status(&w->vdev, 0);
+	w->avail_idx = 0;
+	bring_up(w, BASE_FEATURES);
+}
+
+/* DMA forbidden (Bus Master clear): nothing taken or returned, no interrupt,
+ * not broken; a config interrupt due meanwhile comes when DMA is back. */
+static void test_dma_off(void **state)
+{
+	struct world *w = *state;
+
+	bring_up(w, BASE_FEATURES);
+	w->vdev.config_vector = 4;
+	add_buffer(w, 0, 2);
+	virtio_set_dma(&w->vdev, false);
+	assert_int_equal(virtio_queue_pop(&w->vdev, 0, &w->elem), -EIO);
+	assert_false(w->vdev.broken);
+	assert_int_equal(w->vdev.queues[0].vq.last_avail, 0);
+	virtio_set_dma(&w->vdev, true);
+	assert_int_equal(virtio_queue_pop(&w->vdev, 0, &w->elem), 1);
+	virtio_set_dma(&w->vdev, false);
+	assert_int_equal(virtio_queue_push(&w->vdev, 0, w->elem.head, 0), -EIO);
+	virtio_dev_set_broken(&w->vdev, "while DMA is off");
+	assert_true(w->vdev.status & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(w->notifies, 0);
+	virtio_set_dma(&w->vdev, true);
+	assert_int_equal(w->notifies, 1);
+	assert_int_equal(w->last_vector, 4);
+	virtio_set_dma(&w->vdev, true);                /* no change, no second one */
+	assert_int_equal(w->notifies, 1);
+}
+
 /* ---- used-buffer notifications ------------------------------------------------------ */
 
 static void test_notify_event_idx(void **state)
@@ -498,6 +566,8 @@ int main(void)
 		T(test_set_broken_before_driver_ok),
 		T(test_pop_before_driver_ok),
 		T(test_malformed_chain_breaks_device),
+		T(test_clear_driver_ok_refused),
+		T(test_dma_off),
 		T(test_notify_event_idx),
 		T(test_notify_no_interrupt_flag),
 	};

@@ -524,6 +524,67 @@ static void test_malformed(void **state)
 	}
 }
 
+/* Data on the wrong side of the chain (§5.2.6): IOERR, nothing read or
+ * written, the device still working.  A read into a device-readable buffer
+ * used to complete with OK, having read nothing. */
+static void test_wrong_direction(void **state)
+{
+	struct drv *d = drv(state);
+	static const struct { uint32_t type, len; bool write; } cases[] = {
+		{ VIRTIO_BLK_T_IN, 512, false },        /* read into a readable buffer */
+		{ VIRTIO_BLK_T_OUT, 512, true },        /* write from a writable one */
+		{ VIRTIO_BLK_T_FLUSH, 512, false },     /* a flush has no data */
+		{ VIRTIO_BLK_T_FLUSH, 512, true },
+		{ VIRTIO_BLK_T_GET_ID, 20, false },     /* the ID must be writable */
+		{ VIRTIO_BLK_T_GET_ID, 0, false },      /* and there */
+		{ VIRTIO_BLK_T_DISCARD, 16, true },     /* segments must be readable */
+		{ VIRTIO_BLK_T_WRITE_ZEROES, 16, true },
+	};
+	const unsigned n = sizeof(cases) / sizeof(cases[0]);
+	struct { uint64_t sector; uint32_t num, flags; } seg = { 0, htole32(8), 0 };
+	struct { uint32_t type, reserved; uint64_t sector; } hdr = { htole32(VIRTIO_BLK_T_IN) };
+	uint8_t before[4096], snap[512], *p;
+	struct vreq r = { 0 };
+	uint64_t h, buf;
+	uint16_t head;
+
+	assert_int_equal(pread(d->fd, before, sizeof(before), 0), sizeof(before));
+	for (unsigned i = 0; i < n; i++) {
+		struct vreq w = { .data = gmalloc(d, 512) };
+
+		p = gptr(d, w.data, 512);
+		pattern(p, 512, i);
+		memcpy(p, &seg, sizeof(seg));
+		memcpy(snap, p, sizeof(snap));
+		assert_int_equal(do_req(d, &w, cases[i].type, 0, cases[i].len, cases[i].write),
+				 VIRTIO_BLK_S_IOERR);
+		assert_int_equal(used_len(d, w.head, 1), 1);
+		assert_memory_equal(p, snap, sizeof(snap));
+		assert_false(d->vdev->broken);
+	}
+	/* A read whose data starts readable and goes on writable. */
+	h = gmalloc(d, 16);
+	buf = gmalloc(d, 2048);
+	guest_mem_write(&d->gm, h, &hdr, sizeof(hdr));
+	p = gptr(d, buf, 2048);
+	pattern(p, 2048, 99);
+	memcpy(snap, p + 1024, sizeof(snap));
+	head = add_chain(d, (struct seg[]){ { h, 16, false }, { buf, 512, false },
+					    { buf + 1024, 512, true }, { buf + 1536, 1, true } }, 4);
+	kick(d);
+	wait_used(d, 1);
+	assert_int_equal(used_len(d, head, 1), 1);
+	assert_int_equal(p[1536], VIRTIO_BLK_S_IOERR);
+	assert_memory_equal(p + 1024, snap, sizeof(snap));
+
+	assert_file(d, 0, before, sizeof(before));
+	assert_int_equal(stats(d).io_errors, n + 1);
+	assert_int_equal(stats(d).bytes_read + stats(d).bytes_written, 0);
+	/* Still working. */
+	assert_int_equal(do_req(d, &r, VIRTIO_BLK_T_IN, 0, 512, true), VIRTIO_BLK_S_OK);
+	assert_memory_equal(gptr(d, r.data, 512), before, 512);
+}
+
 /* Descriptors split anywhere: a header in two pieces, data in three, the
  * status byte at the end of the last data buffer. */
 static void test_layouts(void **state)
@@ -637,6 +698,136 @@ static void test_reset_in_flight(void **state)
 	for (int i = 0; i < 8; i++)
 		assert_int_equal(status_of(d, &rd[i]), VIRTIO_BLK_S_OK);
 	assert_int_equal(stats(d).writes, 0);
+}
+
+/* @NR reads of 4 KiB, read i at sector 8i, into buffers of 0xee. */
+static void queue_reads(struct drv *d, struct vreq *r)
+{
+	for (int i = 0; i < NR; i++) {
+		r[i].data = gmalloc(d, 4096);
+		memset(gptr(d, r[i].data, 4096), 0xee, 4096);
+		blk_req(d, &r[i], VIRTIO_BLK_T_IN, (uint64_t)i * 8, 4096, true);
+	}
+}
+
+/* Read i of queue_reads() holds its sectors. */
+static void assert_read_data(struct drv *d, const struct vreq *r, int i)
+{
+	assert_file(d, (uint64_t)i * 8 * 512, gptr(d, r[i].data, 4096), 4096);
+}
+
+static uint16_t taken(struct drv *d)
+{
+	uint16_t n;
+
+	pthread_mutex_lock(&d->vdev->lock);
+	n = d->vdev->queues[0].vq.last_avail;
+	pthread_mutex_unlock(&d->vdev->lock);
+	return n;
+}
+
+/* Run the loop a while: whatever is due gets delivered. */
+static void run_loop(struct drv *d)
+{
+	for (int i = 0; i < 20; i++)
+		event_loop_run_once(d->loop, 5);
+}
+
+/*
+ * DMA off (Bus Master clear) with reads in flight and the queue starved
+ * (pool 4): the call returns once the data is in; then nothing more is
+ * written, no chain taken, no interrupt, however long the loop runs; DMA
+ * back on delivers the held completions and the rest is served.
+ */
+static void test_dma_off_holds_completions(void **state)
+{
+	struct drv *d = drv(state);
+	struct vreq r[NR] = { 0 };
+
+	queue_reads(d, r);
+	kick(d);
+	assert_int_equal(taken(d), 4);
+	virtio_set_dma(d->vdev, false);
+	for (int i = 0; i < 4; i++)
+		assert_read_data(d, r, i);
+	run_loop(d);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(taken(d), 4);
+	assert_int_equal(d->irqs[QVEC], 0);
+	for (int i = 0; i < NR; i++)
+		assert_int_equal(status_of(d, &r[i]), 0xff);
+	kick(d);                            /* a doorbell changes nothing */
+	assert_int_equal(taken(d), 4);
+
+	virtio_set_dma(d->vdev, true);
+	assert_true(used_idx(d) >= 4);      /* held, delivered at once */
+	assert_true(d->irqs[QVEC] >= 1);
+	wait_used(d, NR);
+	for (int i = 0; i < NR; i++) {
+		assert_int_equal(status_of(d, &r[i]), VIRTIO_BLK_S_OK);
+		assert_read_data(d, r, i);
+	}
+	assert_int_equal(stats(d).reads, NR);
+}
+
+/* A reset while completions are held drops them and gives their requests
+ * back: the whole pool serves the next driver. */
+static void test_dma_off_then_reset(void **state)
+{
+	struct drv *d = drv(state);
+	struct vreq r[NR] = { 0 }, rd[8] = { 0 };
+
+	queue_reads(d, r);
+	kick(d);
+	virtio_set_dma(d->vdev, false);
+	run_loop(d);
+	pthread_mutex_lock(&d->vdev->lock);
+	virtio_set_status(d->vdev, 0);
+	pthread_mutex_unlock(&d->vdev->lock);
+	virtio_set_dma(d->vdev, true);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(d->irqs[QVEC], 0);
+	driver_init(d, d->vdev->host_features & ~(1ull << VIRTIO_F_RING_EVENT_IDX));
+	for (int i = 0; i < 8; i++)
+		blk_req(d, &rd[i], VIRTIO_BLK_T_IN, (uint64_t)i, 512, true);
+	kick(d);
+	wait_used(d, 8);
+	for (int i = 0; i < 8; i++)
+		assert_int_equal(status_of(d, &rd[i]), VIRTIO_BLK_S_OK);
+}
+
+/*
+ * DRIVER_OK cleared without a reset while reads are in flight, then set
+ * again: refused, NEEDS_RESET; the late completions write no status byte
+ * and no used entry, and no chain is taken twice.  It used to restart the
+ * ring at index 0 and serve the same chains again.
+ */
+static void test_driver_ok_cleared_in_flight(void **state)
+{
+	struct drv *d = drv(state);
+	const uint8_t negotiated = VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+				   VIRTIO_STATUS_FEATURES_OK;
+	struct vreq r[NR] = { 0 }, rd = { 0 };
+
+	queue_reads(d, r);
+	kick(d);
+	pthread_mutex_lock(&d->vdev->lock);
+	virtio_set_status(d->vdev, negotiated);
+	virtio_set_status(d->vdev, negotiated | VIRTIO_STATUS_DRIVER_OK);
+	pthread_mutex_unlock(&d->vdev->lock);
+	kick(d);
+	run_loop(d);
+	for (int i = 0; i < NR; i++)
+		assert_int_equal(status_of(d, &r[i]), 0xff);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(taken(d), 4);
+	assert_true(d->vdev->status & VIRTIO_STATUS_NEEDS_RESET);
+	assert_int_equal(d->irqs[CVEC], 1);
+	pthread_mutex_lock(&d->vdev->lock);
+	virtio_set_status(d->vdev, 0);
+	pthread_mutex_unlock(&d->vdev->lock);
+	driver_init(d, d->vdev->host_features & ~(1ull << VIRTIO_F_RING_EVENT_IDX));
+	assert_int_equal(do_req(d, &rd, VIRTIO_BLK_T_IN, 0, 512, true), VIRTIO_BLK_S_OK);
 }
 
 static void take_lock(void *opaque)
@@ -771,6 +962,25 @@ static void test_rng(void **state)
 	assert_int_equal(s.reads, 0);
 }
 
+/* Without DMA a kick takes nothing and returns (it used to loop for ever
+ * on the chain it could not pop); with DMA back the next kick serves it. */
+static void test_rng_dma_off(void **state)
+{
+	struct drv *d = drv(state);
+	struct seg s = { gmalloc(d, 64), 64, true };
+	uint16_t head;
+
+	virtio_set_dma(d->vdev, false);
+	head = add_chain(d, &s, 1);
+	kick(d);
+	assert_int_equal(used_idx(d), 0);
+	assert_int_equal(d->irqs[QVEC], 0);
+	virtio_set_dma(d->vdev, true);
+	kick(d);
+	wait_used(d, 1);
+	assert_int_equal(used_len(d, head, 1), 64);
+}
+
 static struct cfg c_uring = { .aio = BLK_AIO_IO_URING, .serial = "kickvm-serial-0123456789" },
 		  c_threads = { .aio = BLK_AIO_THREADS, .serial = "short" },
 		  c_ro = { .aio = BLK_AIO_AUTO, .readonly = true },
@@ -798,12 +1008,18 @@ int main(void)
 		BOTH(test_unsupported_type),
 		T(test_readonly, c_ro),
 		BOTH(test_malformed),
+		BOTH(test_wrong_direction),
 		BOTH(test_layouts),
 		BOTH(test_many_in_flight),
 		T(test_starved, c_depth4),
 		T(test_starved, c_depth4t),
 		T(test_reset_in_flight, c_depth4),
 		T(test_reset_in_flight, c_depth4t),
+		T(test_dma_off_holds_completions, c_depth4t),
+		T(test_dma_off_holds_completions, c_depth4),
+		T(test_dma_off_then_reset, c_depth4t),
+		T(test_driver_ok_cleared_in_flight, c_depth4t),
+		T(test_driver_ok_cleared_in_flight, c_depth4),
 		T(test_reset_loop_blocked, c_io_uring),
 		T(test_reset_loop_blocked, c_io_threads),
 		T(test_event_idx, c_eidx),
@@ -812,6 +1028,7 @@ int main(void)
 		BOTH(test_backend_error),
 		cmocka_unit_test(test_create),
 		T(test_rng, c_rng),
+		T(test_rng_dma_off, c_rng),
 	};
 
 	log_set_level(LOG_ERROR);

@@ -7,7 +7,9 @@
  * userspace fallback path: a doorbell write signals the queue's eventfd and
  * the handler runs in the device's loop, exactly as with KVM.
  */
+#include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,6 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -25,6 +29,7 @@
 #include "kickvm/guest_mem.h"
 #include "kickvm/log.h"
 #include "kickvm/memory.h"
+#include "kickvm/virtio_devices.h"
 #include "kickvm/virtio_pci.h"
 #include "gate.h"
 #include "pci_world.h"
@@ -125,6 +130,9 @@ struct fx {
 	struct virtio_dev vdev;
 	struct virtio_pci *vp;
 	struct dummy dm;
+	struct virtio_dev *blk;            /* the blk fixture's device, instead */
+	unsigned blk_depth;                /* its request pool; 0: the default */
+	char img[32];
 	/* what the driver found */
 	uint64_t common, isr, device, notify;
 	uint32_t mult, nvec;
@@ -164,7 +172,12 @@ static int teardown(void **state)
 	struct fx *f = *state;
 
 	virtio_pci_destroy(f->vp);
-	virtio_dev_cleanup(&f->vdev);
+	if (f->img[0]) {
+		virtio_dev_destroy(f->blk);
+		unlink(f->img);
+	} else {
+		virtio_dev_cleanup(&f->vdev);
+	}
 	if (f->it)
 		iothread_free(f->it);
 	else
@@ -247,14 +260,14 @@ static void set_status(struct fx *f, uint8_t s)
 	wr(f, f->common + 0x14, s, 1);
 }
 
-/* Up to FEATURES_OK with VERSION_1 and the device's own bits. */
-static void negotiate(struct fx *f)
+/* Up to FEATURES_OK with VERSION_1 and @features (bits 0-31). */
+static void negotiate_with(struct fx *f, uint32_t features)
 {
 	set_status(f, 0);
 	set_status(f, VIRTIO_STATUS_ACKNOWLEDGE);
 	set_status(f, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
 	wr(f, f->common + 0x08, 0, 4);
-	wr(f, f->common + 0x0c, 0x3, 4);
+	wr(f, f->common + 0x0c, features, 4);
 	wr(f, f->common + 0x08, 1, 4);
 	wr(f, f->common + 0x0c, 1, 4);   /* VERSION_1 */
 	set_status(f, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
@@ -262,13 +275,19 @@ static void negotiate(struct fx *f)
 	assert_true(status(f) & VIRTIO_STATUS_FEATURES_OK);
 }
 
-static void setup_queue(struct fx *f, unsigned q, uint16_t vector)
+/* The dummy's own bits. */
+static void negotiate(struct fx *f)
+{
+	negotiate_with(f, 0x3);
+}
+
+static void setup_queue_sized(struct fx *f, unsigned q, uint16_t size, uint16_t vector)
 {
 	uint64_t c = f->common;
 
 	wr(f, c + 0x16, q, 2);
 	assert_int_equal(rd(f, c + 0x18, 2), QMAX);
-	wr(f, c + 0x18, QSIZE, 2);
+	wr(f, c + 0x18, size, 2);
 	wr(f, c + 0x1a, vector, 2);
 	wr(f, c + 0x20, RING(q), 4);
 	wr(f, c + 0x24, 0, 4);
@@ -276,6 +295,11 @@ static void setup_queue(struct fx *f, unsigned q, uint16_t vector)
 	wr(f, c + 0x30, RING(q) + 0x2000, 8);
 	wr(f, c + 0x1c, 1, 2);
 	assert_int_equal(rd(f, c + 0x1c, 2), 1);
+}
+
+static void setup_queue(struct fx *f, unsigned q, uint16_t vector)
+{
+	setup_queue_sized(f, q, QSIZE, vector);
 }
 
 static void program_msix(struct fx *f)
@@ -421,6 +445,30 @@ static void test_features(void **state)
 	/* Fixed after FEATURES_OK. */
 	wr(f, c + 12, 0, 4);
 	assert_true(f->vdev.guest_features == (0x3 | 1ull << 32));
+}
+
+/* FEATURES_OK cleared with DRIVER_OK kept: refused, NEEDS_RESET, and the
+ * features stay as negotiated.  They used to be rewritable then, under a
+ * running device. */
+static void test_features_fixed_while_running(void **state)
+{
+	struct fx *f = *state;
+	uint64_t c;
+
+	bring_up(f, true);
+	c = f->common;
+	set_status(f, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_DRIVER_OK);
+	assert_true(status(f) & VIRTIO_STATUS_FEATURES_OK);
+	assert_true(status(f) & VIRTIO_STATUS_NEEDS_RESET);
+	wr(f, c + 0x08, 0, 4);
+	wr(f, c + 0x0c, 0x1, 4);
+	wr(f, c + 0x08, 1, 4);
+	wr(f, c + 0x0c, 0, 4);
+	assert_true(f->vdev.guest_features == (0x3 | 1ull << 32));
+	assert_false(virtio_pci_notifiers_active(f->vp));
+	/* A reset reopens them. */
+	negotiate(f);
+	assert_false(status(f) & VIRTIO_STATUS_NEEDS_RESET);
 }
 
 static void test_registers_out_of_range(void **state)
@@ -813,12 +861,338 @@ static void test_fallback_when_start_fails(void **state)
 	assert_true(virtio_pci_notifiers_active(f->vp));
 }
 
+/* ---- virtio-blk behind the transport, on a slow disk ------------------------------------ */
+
+/*
+ * A disk whose reads wait while the gate is closed: with aio=threads the
+ * backend reads with preadv (preadv64 is the symbol with 64-bit off_t) in
+ * its workers, and this definition comes before libc's.  Requests stay in
+ * flight for as long as a test wants, the loop thread free meanwhile.
+ */
+static struct {
+	pthread_mutex_t lock;
+	pthread_cond_t open;
+	bool closed;
+} gate = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false };
+
+ssize_t gated_preadv(int fd, const struct iovec *iov, int cnt, off_t off) __asm__("preadv64");
+ssize_t gated_preadv(int fd, const struct iovec *iov, int cnt, off_t off)
+{
+	static ssize_t (*real)(int, const struct iovec *, int, off_t);
+
+	if (!real)
+		real = (ssize_t (*)(int, const struct iovec *, int, off_t))dlsym(RTLD_NEXT,
+										 "preadv64");
+	pthread_mutex_lock(&gate.lock);
+	while (gate.closed)
+		pthread_cond_wait(&gate.open, &gate.lock);
+	pthread_mutex_unlock(&gate.lock);
+	return real(fd, iov, cnt, off);
+}
+
+static void gate_set(bool closed)
+{
+	pthread_mutex_lock(&gate.lock);
+	gate.closed = closed;
+	pthread_cond_broadcast(&gate.open);
+	pthread_mutex_unlock(&gate.lock);
+}
+
+#define BLK_QSIZE     256
+#define BLK_IMG       (1u << 20)
+#define BLK_HDR(i)    (0x50000ull + 16 * (i))
+#define BLK_STATUS(i) (0x51000ull + (i))
+#define BLK_TABLE(i)  (0x52000ull + 48 * (i))         /* an indirect table each */
+#define BLK_DATA(i)   (0x60000ull + 512 * (uint64_t)(i))
+
+static uint8_t img_byte(uint64_t off)
+{
+	return (uint8_t)(off * 7 + (off >> 9));
+}
+
+/* virtio-blk on a 1 MiB image, aio=threads, a pool of @depth (0: its
+ * default), on an iothread. */
+static int make_blk(void **state, unsigned depth)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct virtio_pci_opts opts = { .ioeventfd = true, .slot = -1 };
+	struct virtio_blk_opts o = { .blk = { .aio = BLK_AIO_THREADS, .queue_depth = depth } };
+	uint8_t *img = malloc(BLK_IMG);
+	int fd;
+
+	assert_non_null(f);
+	msi_log_init(&f->msis);
+	assert_int_equal(pci_world_create(&f->pci, msi_log_hook, &f->msis), 0);
+	assert_int_equal(guest_mem_create(&f->gm, 1 << 20, 0xc0000000ull), 0);
+	assert_int_equal(iothread_new("vblk0", &f->it), 0);
+	f->loop = iothread_loop(f->it);
+	snprintf(f->img, sizeof(f->img), "/tmp/kickvm-vpci-XXXXXX");
+	fd = mkstemp(f->img);
+	assert_true(fd >= 0);
+	for (unsigned i = 0; i < BLK_IMG; i++)
+		img[i] = img_byte(i);
+	assert_int_equal(pwrite(fd, img, BLK_IMG, 0), BLK_IMG);
+	close(fd);
+	free(img);
+	o.file = f->img;
+	f->blk_depth = depth;
+	assert_int_equal(virtio_blk_create(&f->gm, f->loop, &o, &f->blk), 0);
+	assert_int_equal(virtio_pci_create(f->pci.bus, f->blk, &opts, &f->vp), 0);
+	*state = f;
+	return 0;
+}
+
+static int setup_blk(void **state) { return make_blk(state, 0); }
+static int setup_blk_depth16(void **state) { return make_blk(state, 16); }
+
+static int teardown_blk(void **state)
+{
+	gate_set(false);                   /* nothing may wait on it at the end */
+	return teardown(state);
+}
+
+/* Negotiated (indirect descriptors, no event index), queue 0 of 256 on
+ * vector 1, config on vector 0, DRIVER_OK. */
+static void blk_bring_up(struct fx *f)
+{
+	uint32_t offered;
+
+	probe(f);
+	wr(f, f->common, 0, 4);
+	offered = (uint32_t)rd(f, f->common + 4, 4);
+	assert_true(offered & (1u << VIRTIO_F_RING_INDIRECT_DESC));
+	negotiate_with(f, offered & ~(1u << VIRTIO_F_RING_EVENT_IDX));
+	setup_queue_sized(f, 0, BLK_QSIZE, 1);
+	wr(f, f->common + 0x10, 0, 2);
+	program_msix(f);
+	set_status(f, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
+		      VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	assert_true(status(f) & VIRTIO_STATUS_DRIVER_OK);
+	assert_true(virtio_pci_notifiers_active(f->vp));
+}
+
+/* Request @i: read sector @i into BLK_DATA(i), through an indirect table
+ * (256 requests in a ring of 256), made available without a doorbell. */
+static void blk_add_read(struct fx *f, unsigned i)
+{
+	struct { uint32_t type, reserved; uint64_t sector; } hdr = { VIRTIO_BLK_T_IN, 0, i };
+	struct { uint64_t addr; uint32_t len; uint16_t flags, next; } table[3] = {
+		{ BLK_HDR(i), 16, VIRTQ_DESC_F_NEXT, 1 },
+		{ BLK_DATA(i), 512, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2 },
+		{ BLK_STATUS(i), 1, VIRTQ_DESC_F_WRITE, 0 },
+	}, desc = { BLK_TABLE(i), sizeof(table), VIRTQ_DESC_F_INDIRECT, 0 };
+	uint16_t slot = f->avail_idx[0] % BLK_QSIZE, idx;
+	uint8_t ff = 0xff;
+
+	guest_mem_write(&f->gm, BLK_HDR(i), &hdr, sizeof(hdr));
+	guest_mem_write(&f->gm, BLK_STATUS(i), &ff, 1);
+	memset(guest_mem_ptr(&f->gm, BLK_DATA(i), 512), 0xee, 512);
+	guest_mem_write(&f->gm, BLK_TABLE(i), table, sizeof(table));
+	guest_mem_write(&f->gm, RING(0) + slot * 16, &desc, sizeof(desc));
+	guest_mem_write(&f->gm, RING(0) + 0x1000 + 4 + slot * 2, &slot, 2);
+	idx = ++f->avail_idx[0];
+	__atomic_store_n((uint16_t *)guest_mem_ptr(&f->gm, RING(0) + 0x1000 + 2, 2), idx,
+			 __ATOMIC_RELEASE);
+}
+
+static uint8_t blk_status(struct fx *f, unsigned i)
+{
+	return *(uint8_t *)guest_mem_ptr(&f->gm, BLK_STATUS(i), 1);
+}
+
+/* Request @i's buffer holds sector @i. */
+static void assert_blk_data(struct fx *f, unsigned i)
+{
+	const uint8_t *p = guest_mem_ptr(&f->gm, BLK_DATA(i), 512);
+
+	for (unsigned b = 0; b < 512; b++)
+		assert_int_equal(p[b], img_byte(i * 512ull + b));
+}
+
+/* Request @i completed with OK and the sector's data. */
+static void assert_blk_read(struct fx *f, unsigned i)
+{
+	assert_int_equal(blk_status(f, i), VIRTIO_BLK_S_OK);
+	assert_blk_data(f, i);
+}
+
+/* Chains the device has taken from queue 0. */
+static unsigned blk_taken(struct fx *f)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&f->blk->lock);
+	n = f->blk->queues[0].vq.last_avail;
+	pthread_mutex_unlock(&f->blk->lock);
+	return n;
+}
+
+/* The disk held, 256 reads made available and rung for: returns once the
+ * device took what its pool holds (that many). */
+static unsigned blk_fill_ring(struct fx *f)
+{
+	unsigned takes = f->blk_depth ? f->blk_depth : BLK_QSIZE;
+
+	gate_set(true);
+	blk_bring_up(f);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		blk_add_read(f, i);
+	assert_int_equal(doorbell(f, 0), AS_IOEVENTFD);
+	for (int i = 0; i < 4000 && blk_taken(f) < takes; i++)
+		usleep(500);
+	assert_int_equal(blk_taken(f), takes);
+	return takes;
+}
+
+static void read_thread_cpu(void *opaque)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	*(uint64_t *)opaque = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* CPU time the loop's thread has used, read on that thread. */
+static uint64_t loop_cpu_ns(struct fx *f)
+{
+	uint64_t ns = 0;
+
+	assert_int_equal(event_loop_call_sync(f->loop, read_thread_cpu, &ns), 0);
+	return ns;
+}
+
+/* Times the queue handler ran (doorbells and polling alike). */
+static uint64_t blk_handled(struct fx *f)
+{
+	return atomic_load(&f->blk->queues[0].notifies);
+}
+
+#define STALL_US 200000
+
+/*
+ * 256 reads in flight on a disk that does not answer: the device takes what
+ * its pool holds, the rest waits in the ring, and the iothread sleeps until
+ * a read completes.  It used to spin instead, the poller reporting the
+ * chains the pool had no request for as work (tens of thousands of handler
+ * runs taking nothing, CPU time = wall time).  The pool holds a full ring by
+ * default; with 16 the queue is starved and must be resumed by completions.
+ */
+static void test_blk_starved_does_not_spin(void **state)
+{
+	struct fx *f = *state;
+	unsigned takes = f->blk_depth ? f->blk_depth : BLK_QSIZE;
+	uint64_t handled, cpu;
+
+	assert_int_equal(blk_fill_ring(f), takes);
+	/* Its pool is used up either way: a completion resumes the queue. */
+	assert_true(atomic_load(&f->blk->queues[0].starved));
+
+	handled = blk_handled(f);
+	cpu = loop_cpu_ns(f);
+	usleep(STALL_US);
+	cpu = loop_cpu_ns(f) - cpu;
+	handled = blk_handled(f) - handled;
+	print_message("iothread with %u requests taken, %u waiting, disk stalled %u ms: "
+		      "%.1f ms CPU, queue handler run %llu times\n", takes, BLK_QSIZE - takes,
+		      STALL_US / 1000, cpu / 1e6, (unsigned long long)handled);
+	/* Nothing happened meanwhile: nothing to handle (the spin ran it
+	 * for every poll).  No used entry, no interrupt either. */
+	assert_true(handled <= 1);
+	assert_int_equal(used_idx(f, 0), 0);
+	assert_int_equal(atomic_load(&f->msis.n), 0);
+	assert_int_equal(blk_taken(f), takes);
+
+	/* The disk answers: every read completes, the starved ones taken as
+	 * requests free up. */
+	gate_set(false);
+	for (int i = 0; i < 4000 && used_idx(f, 0) != BLK_QSIZE; i++)
+		usleep(500);
+	assert_int_equal(used_idx(f, 0), BLK_QSIZE);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		assert_blk_read(f, i);
+	assert_false(atomic_load(&f->blk->queues[0].starved));
+	assert_true(atomic_load(&f->msis.n) >= 1);
+}
+
+
+static void *open_gate_later(void *opaque)
+{
+	(void)opaque;
+	usleep(50000);
+	gate_set(false);
+	return NULL;
+}
+
+/*
+ * Destroyed with the queue starved and reads in flight: the last (stale)
+ * completions free requests and signal the batch handler, which must be
+ * gone by then.  It used to run after the backend was closed, take the
+ * chains left in the ring and complete them with IOERR (or, later still,
+ * submit to a freed backend).  No chain left in the ring may be touched.
+ */
+static void test_blk_destroy_starved(void **state)
+{
+	struct fx *f = *state;
+	pthread_t opener;
+
+	blk_fill_ring(f);
+	assert_int_equal(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+	virtio_pci_destroy(f->vp);
+	f->vp = NULL;
+	virtio_dev_destroy(f->blk);        /* waits for the gate */
+	f->blk = NULL;
+	pthread_join(opener, NULL);
+	assert_int_equal(used_idx(f, 0), 0);
+	for (unsigned i = f->blk_depth; i < BLK_QSIZE; i++)
+		assert_int_equal(blk_status(f, i), 0xff);
+}
+
+/*
+ * Bus Master cleared with reads in flight and the queue starved (pool 16 of
+ * 256): the config write returns once the reads' data is in; from then on
+ * the device writes no status byte and no used entry, takes no chain and
+ * sends no MSI-X message, however long it waits.  Set again, the held
+ * completions are delivered and the rest is served.  It used to go on
+ * completing, interrupting and taking new chains with Bus Master off.
+ */
+static void test_blk_bus_master_cleared_mid_io(void **state)
+{
+	struct fx *f = *state;
+	pthread_t opener;
+
+	blk_fill_ring(f);
+	assert_int_equal(pthread_create(&opener, NULL, open_gate_later, NULL), 0);
+	cfg_wr(f, 0x04, 0x2, 2);           /* waits for the reads under way */
+	pthread_join(opener, NULL);
+	for (unsigned i = 0; i < f->blk_depth; i++)
+		assert_blk_data(f, i);
+	usleep(50000);                     /* time to do what it must not */
+	assert_int_equal(doorbell(f, 0), AS_OK);
+	usleep(10000);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		assert_int_equal(blk_status(f, i), 0xff);
+	assert_int_equal(used_idx(f, 0), 0);
+	assert_int_equal(atomic_load(&f->msis.n), 0);
+	assert_int_equal(blk_taken(f), f->blk_depth);
+
+	cfg_wr(f, 0x04, 0x6, 2);
+	assert_true(virtio_pci_notifiers_active(f->vp));
+	for (int i = 0; i < 4000 && used_idx(f, 0) != BLK_QSIZE; i++)
+		usleep(500);
+	assert_int_equal(used_idx(f, 0), BLK_QSIZE);
+	for (unsigned i = 0; i < BLK_QSIZE; i++)
+		assert_blk_read(f, i);
+	assert_true(atomic_load(&f->msis.n) >= 1);
+	assert_false(f->blk->broken);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(fn, setup) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 		T(test_layout, setup_iothread),
 		T(test_features, setup_iothread),
+		T(test_features_fixed_while_running, setup_iothread),
 		T(test_registers_out_of_range, setup_iothread),
 		T(test_notifiers_on_iothread, setup_iothread),
 		T(test_stop_runs_handler_once, setup_idle),
@@ -828,6 +1202,14 @@ int main(void)
 		T(test_pci_cfg_window, setup_iothread),
 		T(test_fallback_when_start_fails, setup_idle),
 		T(test_window_reset_does_not_hold_the_bus, setup_iothread),
+		cmocka_unit_test_setup_teardown(test_blk_starved_does_not_spin, setup_blk,
+						teardown_blk),
+		cmocka_unit_test_setup_teardown(test_blk_starved_does_not_spin, setup_blk_depth16,
+						teardown_blk),
+		cmocka_unit_test_setup_teardown(test_blk_destroy_starved, setup_blk_depth16,
+						teardown_blk),
+		cmocka_unit_test_setup_teardown(test_blk_bus_master_cleared_mid_io,
+						setup_blk_depth16, teardown_blk),
 #undef T
 	};
 
