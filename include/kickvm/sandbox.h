@@ -70,4 +70,8 @@ bool sandbox_default_off(void);
  */
 int sandbox_enter(enum sandbox_class cls);
 
+/* How many threads of @cls this process has put under a filter so far
+ * (tests check that machine_run() sandboxes every thread it should). */
+unsigned long sandbox_threads_entered(enum sandbox_class cls);
+
 #endif

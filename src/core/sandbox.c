@@ -190,6 +190,12 @@ const char *sandbox_class_name(enum sandbox_class cls)
 #define MAX_NAME       32
 static char syscall_names[MAX_SYSCALL_NR][MAX_NAME];
 static __thread enum sandbox_class thread_class;
+static _Atomic unsigned long entered[SANDBOX_NR_CLASSES];
+
+unsigned long sandbox_threads_entered(enum sandbox_class cls)
+{
+	return (unsigned)cls < SANDBOX_NR_CLASSES ? entered[cls] : 0;
+}
 
 static void resolve_names(void)
 {
@@ -352,9 +358,11 @@ int sandbox_enter(enum sandbox_class cls)
 	if (r < 0)
 		log_error("sandbox", "the kernel refused the %s filter: %s", classes[cls].name,
 			  strerror(-r));
-	else
+	else {
+		entered[cls]++;
 		log_debug("sandbox", "%s thread sandboxed (%s)", classes[cls].name,
 			  mode_names[mode]);
+	}
 out:
 	seccomp_release(ctx);
 	return r;

@@ -377,6 +377,8 @@ static void arm_timer(void *opaque)
 	timer_mod(w->timer, clock_ns() + 1000000);
 }
 
+static unsigned long iothreads_entered;
+
 static void sandboxed_iothread(enum blk_aio aio)
 {
 	char image[] = "/tmp/kickvm-sandbox-XXXXXX";
@@ -404,6 +406,7 @@ static void sandboxed_iothread(enum blk_aio aio)
 	/* What machine_run() does, then what a running machine does. */
 	assert_int_equal(event_loop_call_sync(loop, enter_iothread_sandbox, w), 0);
 	assert_int_equal(w->entered, 1);
+	assert_int_equal(sandbox_threads_entered(SANDBOX_IOTHREAD), ++iothreads_entered);
 	assert_int_equal(seccomp_state(w->tid), 2);
 	assert_int_equal(seccomp_state(gettid()), 0);  /* this thread: none */
 	assert_int_equal(event_loop_set_notifier(loop, &w->e, on_notified, w), 0);
