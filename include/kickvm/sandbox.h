@@ -66,7 +66,8 @@ bool sandbox_default_off(void);
  * (nothing in SANDBOX_OFF).  SIGSYS is unblocked in the calling thread, so
  * that a forbidden call reaches the handler however the thread's mask was
  * set.  Returns 0 or a negative errno (logged: the filter could not be built
- * or the kernel refused it; the thread is then unchanged).
+ * or the kernel refused it; the thread is then unchanged).  A thread already
+ * sandboxed keeps its filter: 0 again for the same class, -EBUSY for another.
  */
 int sandbox_enter(enum sandbox_class cls);
 

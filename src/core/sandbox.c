@@ -190,6 +190,7 @@ const char *sandbox_class_name(enum sandbox_class cls)
 #define MAX_NAME       32
 static char syscall_names[MAX_SYSCALL_NR][MAX_NAME];
 static __thread enum sandbox_class thread_class;
+static __thread bool thread_sandboxed;
 static _Atomic unsigned long entered[SANDBOX_NR_CLASSES];
 
 unsigned long sandbox_threads_entered(enum sandbox_class cls)
@@ -336,6 +337,10 @@ int sandbox_enter(enum sandbox_class cls)
 		return 0;
 	if ((unsigned)cls >= SANDBOX_NR_CLASSES)
 		return -EINVAL;
+	/* Loading a second filter takes calls no list allows: a machine run
+	 * again on the same iothreads keeps the filter they have. */
+	if (thread_sandboxed)
+		return thread_class == cls ? 0 : -EBUSY;
 	pthread_once(&once, prepare_process);
 	ctx = seccomp_init(mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
 	if (!ctx) {
@@ -356,9 +361,10 @@ int sandbox_enter(enum sandbox_class cls)
 	thread_class = cls;
 	r = seccomp_load(ctx);
 	if (r < 0)
-		log_error("sandbox", "the kernel refused the %s filter: %s", classes[cls].name,
-			  strerror(-r));
+		log_error("sandbox", "the kernel refused the %s filter: %s (--seccomp=off runs "
+			  "without)", classes[cls].name, strerror(-r));
 	else {
+		thread_sandboxed = true;
 		entered[cls]++;
 		log_debug("sandbox", "%s thread sandboxed (%s)", classes[cls].name,
 			  mode_names[mode]);

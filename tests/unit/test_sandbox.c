@@ -201,6 +201,9 @@ static int vcpu_thread_work(void *opaque)
 		return 2;
 	if (sandbox_enter(SANDBOX_VCPU) < 0)
 		return 3;
+	/* Again (a machine run twice): kept, not loaded twice. */
+	if (sandbox_enter(SANDBOX_VCPU) != 0 || sandbox_enter(SANDBOX_IOTHREAD) != -EBUSY)
+		return 4;
 	if (ioctl(-1, KVM_RUN, 0) != -1 || errno != EBADF)
 		return 5;
 	if (event_notifier_init(&e, false) < 0 || event_notifier_set(&e) < 0 ||
