@@ -27,7 +27,7 @@
  * ioctl's request as 32 bits, so the filter does too.
  */
 #include <errno.h>
-#include <fcntl.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -88,7 +88,6 @@ static const int asan_calls[] = {
  * write creates its notifiers on that thread). */
 static const int event_calls[] = {
 	SYS(epoll_wait), SYS(epoll_pwait), SYS(epoll_ctl), SYS(eventfd2),
-	SYS(poll), SYS(ppoll),
 };
 
 /* The block backend's I/O (src/block), and VFIO BAR accesses (pread and
@@ -230,8 +229,11 @@ static size_t append_uint(char *buf, size_t at, size_t cap, unsigned long v)
 	return at;
 }
 
+#define MAX_FRAMES 24
+
 static void on_sigsys(int sig, siginfo_t *info, void *uc)
 {
+	void *frames[MAX_FRAMES];
 	unsigned nr = (unsigned)info->si_syscall;
 	const char *name = nr < MAX_SYSCALL_NR && syscall_names[nr][0] ? syscall_names[nr] : "?";
 	char msg[256];
@@ -245,10 +247,14 @@ static void on_sigsys(int sig, siginfo_t *info, void *uc)
 	n = append_uint(msg, n, sizeof(msg), nr);
 	n = append(msg, n, sizeof(msg), ") in thread class '");
 	n = append(msg, n, sizeof(msg), sandbox_class_name(thread_class));
-	n = append(msg, n, sizeof(msg), "'; kickvm stops (--seccomp=log lets it through and logs it)\n");
+	n = append(msg, n, sizeof(msg), "'; kickvm stops (--seccomp=log lets it through and logs it); "
+		   "called from:\n");
 	if (write(STDERR_FILENO, msg, n) < 0) {
 		/* nothing more can be said */
 	}
+	/* Where it came from, for whoever adds the rule (addr2line -e kickvm
+	 * on the +offsets): the unwinder was loaded before the filter. */
+	backtrace_symbols_fd(frames, backtrace(frames, MAX_FRAMES), STDERR_FILENO);
 	/* The system call itself: a sanitizer's _exit() would start its leak
 	 * check, which makes calls no list allows. */
 	syscall(SYS_exit_group, SANDBOX_EXIT_STATUS);
@@ -256,9 +262,13 @@ static void on_sigsys(int sig, siginfo_t *info, void *uc)
 
 static void prepare_process(void)
 {
+	void *frame;
 	struct sigaction sa;
 
 	resolve_names();
+	/* The first backtrace() loads the unwinder (dlopen): not in a handler,
+	 * nor under a filter. */
+	backtrace(&frame, 1);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_sigsys;
 	sa.sa_flags = SA_SIGINFO;
