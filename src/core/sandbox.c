@@ -36,6 +36,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 #include <linux/vfio.h>
@@ -68,6 +69,9 @@ static const int base_calls[] = {
 	/* clocks, where the vDSO falls back to the kernel */
 	SYS(clock_gettime), SYS(clock_getres), SYS(gettimeofday), SYS(time),
 	SYS(gettid), SYS(getpid), SYS(getrandom),
+	/* qsort() of a large array asks for the memory size once (ioeventfd
+	 * diffs of a memory transaction) */
+	SYS(sysinfo),
 	/* signals: vCPU kicks arrive and return, masks, abort() */
 	SYS(rt_sigreturn), SYS(rt_sigprocmask), SYS(restart_syscall),
 	/* log lines (stderr) and console output (stdout or a file); the first
@@ -230,6 +234,7 @@ static size_t append_uint(char *buf, size_t at, size_t cap, unsigned long v)
 }
 
 #define MAX_FRAMES 24
+static bool have_unwinder;
 
 static void on_sigsys(int sig, siginfo_t *info, void *uc)
 {
@@ -247,14 +252,15 @@ static void on_sigsys(int sig, siginfo_t *info, void *uc)
 	n = append_uint(msg, n, sizeof(msg), nr);
 	n = append(msg, n, sizeof(msg), ") in thread class '");
 	n = append(msg, n, sizeof(msg), sandbox_class_name(thread_class));
-	n = append(msg, n, sizeof(msg), "'; kickvm stops (--seccomp=log lets it through and logs it); "
-		   "called from:\n");
+	n = append(msg, n, sizeof(msg), "'; kickvm stops (--seccomp=log lets it through and logs it)");
+	n = append(msg, n, sizeof(msg), have_unwinder ? "; called from:\n" : "\n");
 	if (write(STDERR_FILENO, msg, n) < 0) {
 		/* nothing more can be said */
 	}
 	/* Where it came from, for whoever adds the rule (addr2line -e kickvm
 	 * on the +offsets): the unwinder was loaded before the filter. */
-	backtrace_symbols_fd(frames, backtrace(frames, MAX_FRAMES), STDERR_FILENO);
+	if (have_unwinder)
+		backtrace_symbols_fd(frames, backtrace(frames, MAX_FRAMES), STDERR_FILENO);
 	/* The system call itself: a sanitizer's _exit() would start its leak
 	 * check, which makes calls no list allows. */
 	syscall(SYS_exit_group, SANDBOX_EXIT_STATUS);
@@ -267,8 +273,13 @@ static void prepare_process(void)
 
 	resolve_names();
 	/* The first backtrace() loads the unwinder (dlopen): not in a handler,
-	 * nor under a filter. */
-	backtrace(&frame, 1);
+	 * nor under a filter.  Where it cannot be loaded, the handler does
+	 * without. */
+	have_unwinder = backtrace(&frame, 1) > 0;
+	/* libc reads the time zone (/etc/localtime) the first time any time
+	 * conversion runs, gmtime_r() included: the CMOS clock's on a vCPU
+	 * thread.  Read it now, while files may still be opened. */
+	tzset();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_sigsys;
 	sa.sa_flags = SA_SIGINFO;
