@@ -14,8 +14,7 @@
  *                 inline reads and writes, io_uring submissions), VFIO
  *   iothread      the event loop (epoll, eventfds), block I/O and io_uring,
  *                 interrupts (VM ioctls)
- *   main loop     the same as an iothread (devices without one run there),
- *                 and the tear-down: joining threads, unmapping, closing
+ *   main loop     the same as an iothread (devices without one run there)
  *   block worker  block I/O only: no ioctl, no epoll, no io_uring
  *
  * Nothing opens a file, creates a socket or a thread, executes a program or

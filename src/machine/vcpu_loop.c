@@ -211,8 +211,28 @@ static int sandbox_iothreads(struct machine *m)
 	return ret;
 }
 
+/*
+ * The main loop runs on a thread of its own, sandboxed like the others: the
+ * caller's thread only waits, so what it does before and after the guest's
+ * life (building the machine; stats, --info, tear-down) is not held to the
+ * list of a running machine.
+ */
+static void *main_loop_thread(void *opaque)
+{
+	struct machine *m = opaque;
+
+	pthread_setname_np(pthread_self(), "main-loop");
+	if (sandbox_enter(SANDBOX_MAIN_LOOP) < 0) {
+		machine_request_stop(m, 1);
+		return NULL;
+	}
+	event_loop_run(m->main_loop);
+	return NULL;
+}
+
 int machine_run(struct machine *m)
 {
+	pthread_t loop_thread;
 	int ret;
 
 	vcpu_signals_init();
@@ -228,11 +248,13 @@ int machine_run(struct machine *m)
 		}
 		v->has_thread = true;
 	}
-	/* After the vCPU threads started: they must not inherit this filter. */
-	if (ret == 0 && m->cfg.sandbox_main_loop && sandbox_enter(SANDBOX_MAIN_LOOP) < 0)
-		machine_request_stop(m, 1);
-	if (ret == 0)
-		event_loop_run(m->main_loop);
+	if (ret == 0) {
+		ret = -pthread_create(&loop_thread, NULL, main_loop_thread, m);
+		if (ret < 0)
+			machine_request_stop(m, 1);
+		else
+			pthread_join(loop_thread, NULL);
+	}
 	for (int i = 0; i < m->nr_vcpus; i++)
 		vcpu_join(m->vcpus[i]);
 	if (ret < 0)
