@@ -44,7 +44,7 @@
 
 struct child {
 	int status;          /* from waitpid */
-	char err[1024];      /* what it wrote to stderr */
+	char err[8192];      /* the start of what it wrote to stderr */
 };
 
 /* Run @fn in a child with stderr captured; the child exits with fn's
@@ -68,8 +68,18 @@ static void run_child(int (*fn)(void *), void *arg, struct child *out)
 		syscall(SYS_exit_group, fn(arg));
 	}
 	close(pipefd[1]);
-	while ((n = read(pipefd[0], out->err + got, sizeof(out->err) - 1 - got)) > 0)
-		got += (size_t)n;
+	/* Read to the end, so the child never blocks or dies writing. */
+	for (;;) {
+		char rest[512];
+		bool room = got < sizeof(out->err) - 1;
+
+		n = room ? read(pipefd[0], out->err + got, sizeof(out->err) - 1 - got)
+			 : read(pipefd[0], rest, sizeof(rest));
+		if (n <= 0)
+			break;
+		if (room)
+			got += (size_t)n;
+	}
 	out->err[got] = '\0';
 	close(pipefd[0]);
 	assert_int_equal(waitpid(pid, &out->status, 0), pid);
