@@ -10,8 +10,8 @@
  *  - an iothread sandboxed in this process serves block I/O on every engine
  *    (io_uring, threads with their sandboxed workers, inline), an fd handler
  *    and a timer, and exits cleanly: the same lists machine_run() installs.
- * KVM's side (vCPU threads running guests, kickvm run's main loop) is
- * covered by the KVM tests and the CLI tests, which run sandboxed by default.
+ * KVM's side (vCPU threads running guests, machine_run()'s main loop
+ * thread) is covered by test_machine and the CLI tests, sandboxed by default.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -102,7 +102,6 @@ static int seccomp_state(pid_t tid)
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
 	f = fopen(path, "r");
-
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
