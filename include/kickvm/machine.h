@@ -44,11 +44,6 @@ struct machine_config {
 	const char *kvm_path;         /* NULL: /dev/kvm */
 	FILE *console;                /* UART output; NULL: stdout */
 	int boot;                     /* enum boot_protocol; default BOOT_AUTO */
-	/* machine_run() puts its caller's thread under the main loop's sandbox
-	 * (kickvm/sandbox.h) once the vCPU threads run: only for a caller that
-	 * does nothing after machine_run() but print stats and info and
-	 * machine_destroy() (kickvm run), as the filter stays. */
-	bool sandbox_main_loop;
 };
 
 void machine_config_defaults(struct machine_config *cfg);
@@ -136,9 +131,11 @@ int machine_add_virtio_rng(struct machine *m, const struct machine_virtio_opts *
 			   struct machine_device **out, const char **why);
 
 /* Run the vCPUs on their own threads until the guest ends (or a fatal exit,
- * or machine_request_stop()). Returns the guest's exit status, or a negative
- * errno when the machine failed.  The vCPU threads and iothreads run under
- * their sandbox (kickvm/sandbox.h) from here on, in sandbox_get_mode(). */
+ * or machine_request_stop()), and the main loop on another; the caller's
+ * thread waits.  Returns the guest's exit status, or a negative errno when
+ * the machine failed.  The vCPU threads, the main loop's thread and the
+ * iothreads run under their sandbox (kickvm/sandbox.h) from here on, in
+ * sandbox_get_mode(); the caller's thread never does. */
 int machine_run(struct machine *m);
 /* Ask the machine to stop with @status; any thread. */
 void machine_request_stop(struct machine *m, int status);

@@ -9,9 +9,11 @@
  *
  *   vCPU          machine_run()'s vCPU threads, before the first KVM_RUN
  *   iothread      each iothread, when machine_run() starts (devices attached)
- *   main loop     the thread that calls machine_run(), once the vCPU threads
- *                 run, if the machine was asked to (machine_config)
+ *   main loop     the thread machine_run() runs the main loop on
  *   block worker  the thread-pool engine's workers, when they start
+ *
+ * machine_run()'s caller only waits: building the machine before, and the
+ * stats, --info and tear-down after the guest's life, run unsandboxed.
  *
  * The allow-lists, and why each call is on them, are in src/core/sandbox.c.
  *
@@ -47,10 +49,10 @@ enum sandbox_class {
 
 /*
  * The mode every later sandbox_enter() uses, process-wide.  The default is
- * SANDBOX_ON, except in a build with AddressSanitizer: its run-time makes
- * calls of its own no list has (LeakSanitizer's exit-time scan stops the
- * process with clone and ptrace), so there the default is SANDBOX_OFF and
- * only an explicit sandbox_set_mode() turns it on.
+ * SANDBOX_ON, except in a build with AddressSanitizer: the lists are made
+ * for kickvm's calls, not for the sanitizer run-time's own (its error
+ * reports read files, for one), so there the default is SANDBOX_OFF and only
+ * an explicit sandbox_set_mode() turns it on.
  */
 void sandbox_set_mode(enum sandbox_mode mode);
 enum sandbox_mode sandbox_get_mode(void);
@@ -66,8 +68,13 @@ bool sandbox_default_off(void);
  * (nothing in SANDBOX_OFF).  SIGSYS is unblocked in the calling thread, so
  * that a forbidden call reaches the handler however the thread's mask was
  * set.  Returns 0 or a negative errno (logged: the filter could not be built
- * or the kernel refused it; the thread is then unchanged).
+ * or the kernel refused it; the thread is then unchanged).  A thread already
+ * sandboxed keeps its filter: 0 again for the same class, -EBUSY for another.
  */
 int sandbox_enter(enum sandbox_class cls);
+
+/* How many threads of @cls this process has put under a filter so far
+ * (tests check that machine_run() sandboxes every thread it should). */
+unsigned long sandbox_threads_entered(enum sandbox_class cls);
 
 #endif

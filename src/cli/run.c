@@ -161,7 +161,6 @@ int cmd_run(int argc, char **argv)
 	char err[160];
 
 	machine_config_defaults(&cfg);
-	cfg.sandbox_main_loop = true;  /* after the run: stats, info, exit */
 	optind = 1;
 	/* _only: -device/-object take one dash, as in QEMU. */
 	while ((c = getopt_long_only(argc, argv, "m:c:a:vh", opts, NULL)) != -1) {

@@ -14,8 +14,7 @@
  *                 inline reads and writes, io_uring submissions), VFIO
  *   iothread      the event loop (epoll, eventfds), block I/O and io_uring,
  *                 interrupts (VM ioctls)
- *   main loop     the same as an iothread (devices without one run there),
- *                 and the tear-down: joining threads, unmapping, closing
+ *   main loop     the same as an iothread (devices without one run there)
  *   block worker  block I/O only: no ioctl, no epoll, no io_uring
  *
  * Nothing opens a file, creates a socket or a thread, executes a program or
@@ -27,7 +26,7 @@
  * ioctl's request as 32 bits, so the filter does too.
  */
 #include <errno.h>
-#include <fcntl.h>
+#include <execinfo.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -36,6 +35,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 #include <linux/vfio.h>
@@ -68,6 +68,9 @@ static const int base_calls[] = {
 	/* clocks, where the vDSO falls back to the kernel */
 	SYS(clock_gettime), SYS(clock_getres), SYS(gettimeofday), SYS(time),
 	SYS(gettid), SYS(getpid), SYS(getrandom),
+	/* qsort() of a large array asks for the memory size once (ioeventfd
+	 * diffs of a memory transaction) */
+	SYS(sysinfo),
 	/* signals: vCPU kicks arrive and return, masks, abort() */
 	SYS(rt_sigreturn), SYS(rt_sigprocmask), SYS(restart_syscall),
 	/* log lines (stderr) and console output (stdout or a file); the first
@@ -88,7 +91,6 @@ static const int asan_calls[] = {
  * write creates its notifiers on that thread). */
 static const int event_calls[] = {
 	SYS(epoll_wait), SYS(epoll_pwait), SYS(epoll_ctl), SYS(eventfd2),
-	SYS(poll), SYS(ppoll),
 };
 
 /* The block backend's I/O (src/block), and VFIO BAR accesses (pread and
@@ -202,6 +204,13 @@ const char *sandbox_class_name(enum sandbox_class cls)
 #define MAX_NAME       32
 static char syscall_names[MAX_SYSCALL_NR][MAX_NAME];
 static __thread enum sandbox_class thread_class;
+static __thread bool thread_sandboxed;
+static _Atomic unsigned long entered[SANDBOX_NR_CLASSES];
+
+unsigned long sandbox_threads_entered(enum sandbox_class cls)
+{
+	return (unsigned)cls < SANDBOX_NR_CLASSES ? entered[cls] : 0;
+}
 
 static void resolve_names(void)
 {
@@ -235,8 +244,12 @@ static size_t append_uint(char *buf, size_t at, size_t cap, unsigned long v)
 	return at;
 }
 
+#define MAX_FRAMES 24
+static bool have_unwinder;
+
 static void on_sigsys(int sig, siginfo_t *info, void *uc)
 {
+	void *frames[MAX_FRAMES];
 	unsigned nr = (unsigned)info->si_syscall;
 	const char *name = nr < MAX_SYSCALL_NR && syscall_names[nr][0] ? syscall_names[nr] : "?";
 	char msg[256];
@@ -250,10 +263,15 @@ static void on_sigsys(int sig, siginfo_t *info, void *uc)
 	n = append_uint(msg, n, sizeof(msg), nr);
 	n = append(msg, n, sizeof(msg), ") in thread class '");
 	n = append(msg, n, sizeof(msg), sandbox_class_name(thread_class));
-	n = append(msg, n, sizeof(msg), "'; kickvm stops (--seccomp=log lets it through and logs it)\n");
+	n = append(msg, n, sizeof(msg), "'; kickvm stops (--seccomp=log lets it through and logs it)");
+	n = append(msg, n, sizeof(msg), have_unwinder ? "; called from:\n" : "\n");
 	if (write(STDERR_FILENO, msg, n) < 0) {
 		/* nothing more can be said */
 	}
+	/* Where it came from, for whoever adds the rule (addr2line -e kickvm
+	 * on the +offsets): the unwinder was loaded before the filter. */
+	if (have_unwinder)
+		backtrace_symbols_fd(frames, backtrace(frames, MAX_FRAMES), STDERR_FILENO);
 	/* The system call itself: a sanitizer's _exit() would start its leak
 	 * check, which makes calls no list allows. */
 	syscall(SYS_exit_group, SANDBOX_EXIT_STATUS);
@@ -261,9 +279,18 @@ static void on_sigsys(int sig, siginfo_t *info, void *uc)
 
 static void prepare_process(void)
 {
+	void *frame;
 	struct sigaction sa;
 
 	resolve_names();
+	/* The first backtrace() loads the unwinder (dlopen): not in a handler,
+	 * nor under a filter.  Where it cannot be loaded, the handler does
+	 * without. */
+	have_unwinder = backtrace(&frame, 1) > 0;
+	/* libc reads the time zone (/etc/localtime) the first time any time
+	 * conversion runs, gmtime_r() included: the CMOS clock's on a vCPU
+	 * thread.  Read it now, while files may still be opened. */
+	tzset();
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_sigsys;
 	sa.sa_flags = SA_SIGINFO;
@@ -346,6 +373,10 @@ int sandbox_enter(enum sandbox_class cls)
 		return 0;
 	if ((unsigned)cls >= SANDBOX_NR_CLASSES)
 		return -EINVAL;
+	/* Loading a second filter takes calls no list allows: a machine run
+	 * again on the same iothreads keeps the filter they have. */
+	if (thread_sandboxed)
+		return thread_class == cls ? 0 : -EBUSY;
 	pthread_once(&once, prepare_process);
 	ctx = seccomp_init(mode == SANDBOX_LOG ? SCMP_ACT_LOG : SCMP_ACT_TRAP);
 	if (!ctx) {
@@ -366,11 +397,14 @@ int sandbox_enter(enum sandbox_class cls)
 	thread_class = cls;
 	r = seccomp_load(ctx);
 	if (r < 0)
-		log_error("sandbox", "the kernel refused the %s filter: %s", classes[cls].name,
-			  strerror(-r));
-	else
+		log_error("sandbox", "the kernel refused the %s filter: %s (--seccomp=off runs "
+			  "without)", classes[cls].name, strerror(-r));
+	else {
+		thread_sandboxed = true;
+		entered[cls]++;
 		log_debug("sandbox", "%s thread sandboxed (%s)", classes[cls].name,
 			  mode_names[mode]);
+	}
 out:
 	seccomp_release(ctx);
 	return r;

@@ -311,9 +311,29 @@ static int sandbox_iothreads(struct machine *m)
 	return ret;
 }
 
+/*
+ * The main loop runs on a thread of its own, sandboxed like the others: the
+ * caller's thread only waits, so what it does before and after the guest's
+ * life (building the machine; stats, --info, tear-down) is not held to the
+ * list of a running machine.
+ */
+static void *main_loop_thread(void *opaque)
+{
+	struct machine *m = opaque;
+
+	pthread_setname_np(pthread_self(), "main-loop");
+	if (sandbox_enter(SANDBOX_MAIN_LOOP) < 0) {
+		machine_request_stop(m, 1);
+		return NULL;
+	}
+	event_loop_run(m->main_loop);
+	return NULL;
+}
+
 int machine_run(struct machine *m)
 {
 	struct sigaction old[sizeof(stop_signals) / sizeof(stop_signals[0])];
+	pthread_t loop_thread;
 	int ret;
 
 	vcpu_signals_init();
@@ -330,11 +350,14 @@ int machine_run(struct machine *m)
 		}
 		v->has_thread = true;
 	}
-	/* After the vCPU threads started: they must not inherit this filter. */
-	if (ret == 0 && m->cfg.sandbox_main_loop && sandbox_enter(SANDBOX_MAIN_LOOP) < 0)
-		machine_request_stop(m, 1);
-	if (ret == 0)
-		event_loop_run(m->main_loop);
+	if (ret == 0) {
+		ret = -pthread_create(&loop_thread, NULL, main_loop_thread, m);
+		if (ret < 0)
+			machine_request_stop(m, 1);
+		else
+			pthread_join(loop_thread, NULL);
+	}
+	/* On the caller's thread, which no filter holds. */
 	if (stop_signal)
 		join_and_report(m);
 	for (int i = 0; i < m->nr_vcpus; i++)

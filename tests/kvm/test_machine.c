@@ -17,6 +17,7 @@
 #include "harness.h"
 #include "kickvm/boot.h"
 #include "kickvm/log.h"
+#include "kickvm/sandbox.h"
 
 static int count_dir(const char *path)
 {
@@ -34,14 +35,19 @@ static int open_fds(void) { return count_dir("/proc/self/fd"); }
 static int threads(void) { return count_dir("/proc/self/task"); }
 
 /* Create, run to the guest's exit, destroy: the guest's status comes back,
- * and every fd and thread is gone afterwards. */
+ * and every fd and thread is gone afterwards.  machine_run() put each vCPU
+ * thread and the iothread in its sandbox (unless this build's default is
+ * off), the guest and the tear-down none the wiser. */
 static void test_run_and_teardown(void **state)
 {
 	int fds = open_fds(), tasks = threads();
+	bool sandboxed = sandbox_get_mode() != SANDBOX_OFF;
 
 	(void)state;
 	for (int cpus = 1; cpus <= 2; cpus++) {
 		struct machine *m = vm_create(cpus, IOEVENTFD_AUTO);
+		unsigned long vcpus_before = sandbox_threads_entered(SANDBOX_VCPU);
+		unsigned long io_before = sandbox_threads_entered(SANDBOX_IOTHREAD);
 		struct iothread *it;
 
 		assert_int_equal(machine_iothread(m, "io0", &it), 0);
@@ -49,6 +55,10 @@ static void test_run_and_teardown(void **state)
 			       KICKVM_TESTDEV_BASE + 0x300);
 		assert_int_equal(machine_run(m), 42);
 		assert_int_equal(testdev_trapped_writes(m->testdev, false, 0x300), 10 * cpus);
+		assert_int_equal(sandbox_threads_entered(SANDBOX_VCPU) - vcpus_before,
+				 sandboxed ? cpus : 0);
+		assert_int_equal(sandbox_threads_entered(SANDBOX_IOTHREAD) - io_before,
+				 sandboxed ? 1 : 0);
 		machine_destroy(m);
 	}
 	assert_int_equal(open_fds(), fds);

@@ -10,8 +10,8 @@
  *  - an iothread sandboxed in this process serves block I/O on every engine
  *    (io_uring, threads with their sandboxed workers, inline), an fd handler
  *    and a timer, and exits cleanly: the same lists machine_run() installs.
- * KVM's side (vCPU threads running guests, kickvm run's main loop) is
- * covered by the KVM tests and the CLI tests, which run sandboxed by default.
+ * KVM's side (vCPU threads running guests, machine_run()'s main loop
+ * thread) is covered by test_machine and the CLI tests, sandboxed by default.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/kvm.h>
 #include <sys/eventfd.h>
@@ -43,7 +44,7 @@
 
 struct child {
 	int status;          /* from waitpid */
-	char err[1024];      /* what it wrote to stderr */
+	char err[8192];      /* the start of what it wrote to stderr */
 };
 
 /* Run @fn in a child with stderr captured; the child exits with fn's
@@ -67,8 +68,18 @@ static void run_child(int (*fn)(void *), void *arg, struct child *out)
 		syscall(SYS_exit_group, fn(arg));
 	}
 	close(pipefd[1]);
-	while ((n = read(pipefd[0], out->err + got, sizeof(out->err) - 1 - got)) > 0)
-		got += (size_t)n;
+	/* Read to the end, so the child never blocks or dies writing. */
+	for (;;) {
+		char rest[512];
+		bool room = got < sizeof(out->err) - 1;
+
+		n = room ? read(pipefd[0], out->err + got, sizeof(out->err) - 1 - got)
+			 : read(pipefd[0], rest, sizeof(rest));
+		if (n <= 0)
+			break;
+		if (room)
+			got += (size_t)n;
+	}
 	out->err[got] = '\0';
 	close(pipefd[0]);
 	assert_int_equal(waitpid(pid, &out->status, 0), pid);
@@ -91,7 +102,6 @@ static int seccomp_state(pid_t tid)
 
 	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
 	f = fopen(path, "r");
-
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
@@ -192,6 +202,8 @@ static int vcpu_thread_work(void *opaque)
 	struct blk_req req = { .op = BLK_WRITE, .iov = &iov, .iovcnt = 1, .done = work_done,
 			       .opaque = w };
 	void *big;
+	time_t now;
+	struct tm tm;
 
 	/* Set-up: the backend's loop in an iothread, as a device's.  aio=auto:
 	 * writes inline, the flush through io_uring (or the thread pool). */
@@ -201,6 +213,9 @@ static int vcpu_thread_work(void *opaque)
 		return 2;
 	if (sandbox_enter(SANDBOX_VCPU) < 0)
 		return 3;
+	/* Again (a machine run twice): kept, not loaded twice. */
+	if (sandbox_enter(SANDBOX_VCPU) != 0 || sandbox_enter(SANDBOX_IOTHREAD) != -EBUSY)
+		return 4;
 	if (ioctl(-1, KVM_RUN, 0) != -1 || errno != EBADF)
 		return 5;
 	if (event_notifier_init(&e, false) < 0 || event_notifier_set(&e) < 0 ||
@@ -212,6 +227,11 @@ static int vcpu_thread_work(void *opaque)
 		return 7;
 	memset(big, 1, 8 << 20);
 	free(big);
+	/* The CMOS clock a Linux guest reads at boot: gmtime_r() looks for the
+	 * time zone the first time (a file), before the filter or never. */
+	now = time(NULL);
+	if (!gmtime_r(&now, &tm))
+		return 12;
 	log_warn("test", "a log line from a sandboxed vCPU thread");
 	printf("console output\n");
 	fflush(stdout);
@@ -377,6 +397,8 @@ static void arm_timer(void *opaque)
 	timer_mod(w->timer, clock_ns() + 1000000);
 }
 
+static unsigned long iothreads_entered;
+
 static void sandboxed_iothread(enum blk_aio aio)
 {
 	char image[] = "/tmp/kickvm-sandbox-XXXXXX";
@@ -404,6 +426,7 @@ static void sandboxed_iothread(enum blk_aio aio)
 	/* What machine_run() does, then what a running machine does. */
 	assert_int_equal(event_loop_call_sync(loop, enter_iothread_sandbox, w), 0);
 	assert_int_equal(w->entered, 1);
+	assert_int_equal(sandbox_threads_entered(SANDBOX_IOTHREAD), ++iothreads_entered);
 	assert_int_equal(seccomp_state(w->tid), 2);
 	assert_int_equal(seccomp_state(gettid()), 0);  /* this thread: none */
 	assert_int_equal(event_loop_set_notifier(loop, &w->e, on_notified, w), 0);

@@ -890,7 +890,7 @@ ssize_t gated_preadv(int fd, const struct iovec *iov, int cnt, off_t off)
 	return real(fd, iov, cnt, off);
 }
 
-static void gate_set(bool closed)
+static void backend_gate_set(bool closed)
 {
 	pthread_mutex_lock(&gate.lock);
 	gate.closed = closed;
@@ -947,7 +947,7 @@ static int setup_blk_depth16(void **state) { return make_blk(state, 16); }
 
 static int teardown_blk(void **state)
 {
-	gate_set(false);                   /* nothing may wait on it at the end */
+	backend_gate_set(false);                   /* nothing may wait on it at the end */
 	return teardown(state);
 }
 
@@ -1033,7 +1033,7 @@ static unsigned blk_fill_ring(struct fx *f)
 {
 	unsigned takes = f->blk_depth ? f->blk_depth : BLK_QSIZE;
 
-	gate_set(true);
+	backend_gate_set(true);
 	blk_bring_up(f);
 	for (unsigned i = 0; i < BLK_QSIZE; i++)
 		blk_add_read(f, i);
@@ -1104,7 +1104,7 @@ static void test_blk_starved_does_not_spin(void **state)
 
 	/* The disk answers: every read completes, the starved ones taken as
 	 * requests free up. */
-	gate_set(false);
+	backend_gate_set(false);
 	for (int i = 0; i < 4000 && used_idx(f, 0) != BLK_QSIZE; i++)
 		usleep(500);
 	assert_int_equal(used_idx(f, 0), BLK_QSIZE);
@@ -1119,7 +1119,7 @@ static void *open_gate_later(void *opaque)
 {
 	(void)opaque;
 	usleep(50000);
-	gate_set(false);
+	backend_gate_set(false);
 	return NULL;
 }
 
