@@ -13,7 +13,8 @@
 # Limits: the whole run ends after LAB_TIMEOUT seconds (default: the group's
 # "# lab-timeout: N" line, else 300); inside, every kickvm boot ends after
 # LAB_BOOT_TIMEOUT seconds (default 180, see lab/lib.sh), so a hang names its
-# boot and kickvm prints its state.  LAB_MEM: the lab's RAM (default 2G).
+# boot and kickvm prints its state.  Both grow x1-x4 with the host's load per
+# CPU (LAB_SLOW=N sets the factor).  LAB_MEM: the lab's RAM (default 2G).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 group=${1:-}
@@ -41,16 +42,23 @@ case $extra in *nvme.img*) truncate -s 1M "$out/nvme.img";; esac
 
 limit=${LAB_TIMEOUT:-$(sed -n 's/^# lab-timeout: //p' "lab/groups/$group.sh" | head -1)}
 limit=${limit:-300}
+# A busy host slows QEMU's emulation down as much as it is overloaded: both
+# limits grow with the load per CPU at the start (x1 to x4), or by LAB_SLOW.
+slow=${LAB_SLOW:-$(awk -v n="$(nproc)" '{ f = int($1 / n + 0.99); print (f < 1 ? 1 : (f > 4 ? 4 : f)) }' /proc/loadavg)}
+limit=$((limit * slow))
+boot_limit=$((${LAB_BOOT_TIMEOUT:-180} * slow))
 start=$(date +%s)
-echo "lab: $(date +%T) group $group started (limit ${limit}s; console: $log)"
+echo "lab: $(date +%T) group $group started (limits: ${limit}s, each boot ${boot_limit}s; load $(cut -d' ' -f1 /proc/loadavg); console: $log)"
 # -smp 1: one of five -smp 2 runs hung (lab/README.md).  -no-reboot: a panic
-# (panic=-1) ends QEMU instead of looping.
+# (panic=-1) ends QEMU instead of looping.  nokaslr here and in the nested
+# guests: the same kernel at the same addresses, so the lab's /proc/kallsyms
+# names the nested guest's functions (lab/lib.sh, name_functions).
 # shellcheck disable=SC2086
 timeout --foreground -k 10 "$limit" \
 	qemu-system-x86_64 -accel tcg -M q35 -cpu max -smp 1 -m "${LAB_MEM:-2G}" \
 	-kernel "$out/vmlinuz" -initrd "$out/lab.cpio.gz" \
 	-device intel-iommu,intremap=on $extra \
-	-append "console=ttyS0 intel_iommu=on no_timer_check panic=-1 kickvm.group=$group kickvm.boot_timeout=${LAB_BOOT_TIMEOUT:-180}" \
+	-append "console=ttyS0 intel_iommu=on no_timer_check panic=-1 nokaslr kickvm.group=$group kickvm.boot_timeout=$boot_limit" \
 	-nographic -no-reboot -nodefaults -serial stdio -monitor none \
 	</dev/null >"$log" 2>&1
 qemu_rc=$?

@@ -152,6 +152,11 @@ bool vcpu_join_timeout(struct vcpu *v, int ms);
  * in-service vectors, TPR, timer), registers and last exit.  Only for a vCPU
  * not in KVM_RUN (KVM would make the caller wait for the run to end). */
 void vcpu_dump_state(struct vcpu *v, FILE *out);
+/* The top of a stopped vCPU's stack: up to @words 8-byte words from RSP
+ * (translated by KVM, read from @mem, never past RSP's page) -- with a
+ * kernel's System.map, the return addresses among them are a backtrace. */
+struct guest_mem;
+void vcpu_dump_stack(struct vcpu *v, const struct guest_mem *mem, unsigned words, FILE *out);
 /* Install the no-op SIGUSR1 handler vcpu_kick() relies on (once per process). */
 void vcpu_signals_init(void);
 /* The guest TSC frequency in kHz (KVM_GET_TSC_KHZ), or a negative errno.

@@ -30,6 +30,7 @@ trapped() {
 	sed -n "s/^ $2 (.*doorbell writes trapped \([0-9]*\).*/\1/p" "$1" | tr -d '\r'
 }
 
+# tsc=reliable: see lab/groups/linux.sh.
 run() {  # run on|off
 	io=$1 log=/tmp/virtio-$1.log
 	echo "linux-virtio: === ioeventfd $io ==="
@@ -39,7 +40,7 @@ run() {  # run on|off
 	{ limited $K run -m 512M -c 2 --stats --ioeventfd $io --kernel $N/vmlinuz \
 		--initrd $N/initrd.cpio.gz -object iothread,id=io0 \
 		-device virtio-blk,file=/tmp/disk.img,iothread=io0 -device virtio-rng \
-		-a "console=ttyS0 panic=-1 kickvm.test=virtio"; echo "kickvm-exit=$?" > /tmp/rc.$io; } 2>&1 |
+		-a "console=ttyS0 panic=-1 tsc=reliable kickvm.test=virtio"; echo "kickvm-exit=$?" > /tmp/rc.$io; } 2>&1 |
 		tee $log
 	rc=$(sed -n 's/kickvm-exit=//p' /tmp/rc.$io)
 	secs=$(( $(date +%s) - start ))

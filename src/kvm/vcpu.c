@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kickvm/guest_abi.h"
+#include "kickvm/guest_mem.h"
 #include "kickvm/log.h"
 #include "kvm_internal.h"
 
@@ -484,4 +485,30 @@ void vcpu_dump_state(struct vcpu *v, FILE *out)
 				(unsigned long long)msrs.e[0].data, (unsigned long long)msrs.e[1].data);
 	}
 	vcpu_dump_regs(v, out);
+}
+
+void vcpu_dump_stack(struct vcpu *v, const struct guest_mem *mem, unsigned words, FILE *out)
+{
+	struct kvm_regs r;
+	struct kvm_translation tr = { 0 };
+	uint64_t room, w;
+
+	if (kvm_ioctl(v->fd, KVM_GET_REGS, &r) < 0)
+		return;
+	tr.linear_address = r.rsp;
+	if (kvm_ioctl(v->fd, KVM_TRANSLATE, &tr) < 0 || !tr.valid) {
+		fprintf(out, "  stack: rsp %016llx not mapped\n", r.rsp);
+		return;
+	}
+	room = (0x1000 - (r.rsp & 0xfff)) / 8;
+	if (words > room)
+		words = (unsigned)room;
+	fprintf(out, "  stack at %016llx (guest-physical %016llx):", r.rsp,
+		(unsigned long long)tr.physical_address);
+	for (unsigned i = 0; i < words; i++) {
+		if (guest_mem_read(mem, tr.physical_address + 8ull * i, &w, sizeof(w)) < 0)
+			break;
+		fprintf(out, "%s%016llx", i % 4 ? " " : "\n    ", (unsigned long long)w);
+	}
+	fputc('\n', out);
 }

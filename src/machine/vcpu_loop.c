@@ -280,6 +280,7 @@ static void join_and_report(struct machine *m)
 
 		if (vcpu_join_timeout(v, STOP_GRACE_MS)) {
 			vcpu_dump_state(v, stderr);
+			vcpu_dump_stack(v, &m->mem, 64, stderr);
 			continue;
 		}
 		stuck = true;

@@ -143,6 +143,7 @@ static void test_sigterm_reports_state(void **state)
 	assert_non_null(strstr(text, "vCPU 1: mp_state runnable"));
 	assert_non_null(strstr(text, "lapic: irr"));
 	assert_non_null(strstr(text, "rip="));
+	assert_non_null(strstr(text, "  stack"));
 	assert_int_equal(sigaction(SIGTERM, NULL, &after), 0);
 	assert_true(after.sa_handler == SIG_DFL);
 	machine_destroy(m);
