@@ -350,6 +350,8 @@ static void fake_destroy(struct vfio_backend *b)
 {
 	struct vfio_fake *f = (struct vfio_fake *)b;
 
+	if (f->resets_at_destroy)
+		*f->resets_at_destroy = f->resets;
 	for (unsigned i = 0; i < VFIO_PCI_NUM_REGIONS; i++)
 		if (f->mem[i])
 			munmap(f->mem[i], f->desc[i].size);

@@ -49,6 +49,7 @@ struct vfio_fake {
 	unsigned nr_ioev;
 	bool no_ioeventfd;               /* answer -EOPNOTSUPP */
 	int fail_config_reads;           /* this errno (negative) on every config read */
+	unsigned *resets_at_destroy;     /* if set, gets @resets when destroyed */
 };
 
 /* A function with ids @vendor:@device, class @class_code, no BARs, no
