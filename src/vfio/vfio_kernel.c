@@ -22,7 +22,6 @@
 #include "kickvm/vfio.h"
 #include "kickvm/vfio_pci.h"
 
-#define MAX_INFO 65536  /* largest region-info reply we accept */
 #define MAX_CAPS 32
 
 struct vfio_kernel {
@@ -84,23 +83,13 @@ static int read_region(struct vfio_kernel *k, unsigned index)
 {
 	struct vfio_region_desc *d = &k->desc[index];
 	struct vfio_region_info *info;
-	size_t size = sizeof(*info);
+	size_t size;
+	int r = vfio_dev_region_info(&k->dev, index, (void **)&info, &size);
 
-	for (;;) {
-		info = calloc(1, size);
-		if (!info)
-			return -ENOMEM;
-		info->argsz = (uint32_t)size;
-		info->index = index;
-		if (ioctl(k->dev.device_fd, VFIO_DEVICE_GET_REGION_INFO, info) < 0) {
-			free(info);
-			return 0;  /* absent (VGA on most devices): size 0 */
-		}
-		if (info->argsz <= size || info->argsz > MAX_INFO)
-			break;
-		size = info->argsz;
-		free(info);
-	}
+	if (r == -ENOMEM)
+		return r;
+	if (r < 0)
+		return 0;  /* absent (VGA on most devices): size 0 */
 	k->offset[index] = info->offset;
 	d->size = info->size;
 	d->readable = info->flags & VFIO_REGION_INFO_FLAG_READ;
