@@ -6,11 +6,13 @@
  * Inside it, at priority 0, one I/O region traps the whole BAR and forwards
  * accesses to the backend's region read/write (offsets past the device's
  * own size, the room a relocation planner added, read 0 and drop writes).
- * Over it, at priority 1, the mapped pieces: parts of the BAR the backend
- * lets us mmap, as device RAM regions, so KVM maps them as memory slots and
- * guest accesses there never exit.  The MSI-X table and PBA (msix.c) sit at
- * priority 1 too, on pages no piece covers: a piece must not share a page
- * with them, or its memory slot would not be page aligned.
+ * Over it, also at priority 0 but always added later (so they win, and the
+ * dumps read like QEMU's: "(prio 0, ramd)" over "(prio 0, i/o)"),
+ * the mapped pieces: parts of the BAR the backend lets us mmap, as device
+ * RAM regions, so KVM maps them as memory slots and guest accesses there
+ * never exit.  The MSI-X table and PBA (msix.c) sit at priority 1, on pages
+ * no piece covers: a piece must not share a page with them, or its memory
+ * slot would not be page aligned.
  *
  * Pieces are only whole host pages, so BARs smaller than a page stay
  * trapped (the guest may place them anywhere in a page), as do I/O BARs.
@@ -198,7 +200,7 @@ void vfio_bars_device_memory(struct vfio_pci *v, bool on)
 		for (unsigned k = 0; k < bar->nr_pieces; k++) {
 			if (on)
 				mr_add_subregion(bar->container, bar->pieces[k].offset,
-						 bar->pieces[k].mr, 1);
+						 bar->pieces[k].mr, 0);
 			else
 				mr_del_subregion(bar->container, bar->pieces[k].mr);
 		}

@@ -332,6 +332,22 @@ static void test_mapped_and_trapped_flat_view(void **state)
 	assert_string_equal(s.name, "msix-pba");
 	s = range_at(x, BAR0_ADDR + 0x3ff8);
 	assert_string_equal(s.name, "0000:01:00.0 BAR 0");
+	/* The dumps say which is which, in QEMU's words. */
+	{
+		char *dump = NULL;
+		size_t len = 0;
+		FILE *out = open_memstream(&dump, &len);
+
+		address_space_dump_flatview(x->w.as_mem, out);
+		fclose(out);
+		assert_non_null(strstr(dump, "00000000c0000000-00000000c0001fff (prio 0, ramd): "
+					      "0000:01:00.0 BAR 0 mmaps[0]\n"));
+		assert_non_null(strstr(dump, "00000000c0002000-00000000c000203f (prio 1, i/o): "
+					      "msix-table\n"));
+		assert_non_null(strstr(dump, "00000000c0002040-00000000c0002fff (prio 0, i/o): "
+					      "0000:01:00.0 BAR 0 @0000000000002040\n"));
+		free(dump);
+	}
 	/* The mapped piece is the device's memory itself. */
 	memcpy(x->f->mem[0] + 0x100, "\x11\x22\x33\x44", 4);
 	assert_int_equal(rd(x, BAR0_ADDR + 0x100, 4), 0x44332211);
