@@ -100,7 +100,15 @@ void vfio_pci_destroy(struct vfio_pci *v);
 
 struct pci_device *vfio_pci_device(struct vfio_pci *v);
 struct vfio_backend *vfio_pci_backend(struct vfio_pci *v);
+/* The layout the guest sees, and the device's own (physical offsets). */
 const struct vfio_layout *vfio_pci_layout(const struct vfio_pci *v);
+const struct vfio_layout *vfio_pci_phys_layout(const struct vfio_pci *v);
+/* The trapped region of BAR @bar (NULL if none): where device-write
+ * ioeventfds go.  Only trapped offsets reach KVM's ioeventfds; a mapped
+ * page never does (x-no-mmap=on traps them all). */
+struct mem_region *vfio_pci_bar_trap(struct vfio_pci *v, int bar);
+/* ioeventfd=on|off of this device. */
+bool vfio_pci_ioeventfd_allowed(const struct vfio_pci *v);
 /* The device failed (a backend call did): accesses are dropped from now on. */
 bool vfio_pci_failed(const struct vfio_pci *v);
 

@@ -506,6 +506,21 @@ const struct vfio_layout *vfio_pci_layout(const struct vfio_pci *v)
 	return &v->virt;
 }
 
+const struct vfio_layout *vfio_pci_phys_layout(const struct vfio_pci *v)
+{
+	return &v->phys;
+}
+
+struct mem_region *vfio_pci_bar_trap(struct vfio_pci *v, int bar)
+{
+	return bar >= 0 && bar < PCI_NUM_BARS ? v->bars[bar].trap : NULL;
+}
+
+bool vfio_pci_ioeventfd_allowed(const struct vfio_pci *v)
+{
+	return v->opts.ioeventfd;
+}
+
 bool vfio_pci_failed(const struct vfio_pci *v)
 {
 	return v->failed;

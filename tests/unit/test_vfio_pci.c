@@ -622,6 +622,10 @@ static void test_planner_layout(void **state)
 	assert_int_equal(cfg_read(x, 0x10, 4), 0xffff8004u);
 	assert_int_equal(cfg_read(x, 0x44, 4), 0x4000);
 	assert_int_equal(cfg_read(x, 0x48, 4), 0x5000);
+	/* Physical and virtual places stay apart. */
+	assert_int_equal(vfio_pci_phys_layout(x->v)->msix.table_offset, 0x2000);
+	assert_int_equal(vfio_pci_layout(x->v)->msix.table_offset, 0x4000);
+	assert_int_equal(mr_size(vfio_pci_bar_trap(x->v, 0)), 0x8000);
 	place_bar0(x, true);
 	/* The device's own table pages are not emulated any more: all of the
 	 * physical BAR is mapped; the added half is trapped and emulated. */
