@@ -553,6 +553,30 @@ static void test_dma_follows_guest_ram(void **state)
 	 * but what it reported. */
 }
 
+/* A hostile guest puts BAR 0 over RAM and over ECAM: both keep winning, the
+ * DMA map stays guest RAM only, and the device is not harmed. */
+static void test_bar_over_ram_and_ecam(void **state)
+{
+	struct fx *x = *state;
+
+	nvme_like(x);
+	start(x);
+	cfg_write(x, 0x10, 0x1000, 4);
+	cfg_write(x, 0x14, 0, 4);
+	cfg_write(x, 0x04, 0x0006, 2);
+	assert_string_equal(range_at(x, 0x1000).name, "ram");
+	assert_false(range_at(x, 0x1000).ramd);
+	wr(x, 0x1000, 0xabcd, 2);
+	assert_int_equal(pci_get_word((uint8_t *)x->ram_host + 0x1000), 0xabcd);
+	assert_int_equal(pci_get_word(x->f->mem[0]), 0);
+	assert_int_equal(x->f->nr_dma, 1);
+	assert_int_equal(x->f->dma[0].size, RAM_SIZE);
+	/* Over ECAM: config space still answers. */
+	cfg_write(x, 0x10, (uint32_t)PCI_ECAM_BASE, 4);
+	assert_string_equal(range_at(x, PCI_ECAM_BASE).name, "pci-ecam");
+	assert_int_equal(cfg_read(x, 0x00, 2), 0x1b36);
+}
+
 /* ---- reset ------------------------------------------------------------------------------ */
 
 static void test_reset_at_start_guest_reset_and_exit(void **state)
@@ -681,6 +705,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_msix_masking_and_pending, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_msi_vectors_and_mask, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dma_follows_guest_ram, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bar_over_ram_and_ecam, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_reset_at_start_guest_reset_and_exit, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_failed_device_reads_ones, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_planner_layout, setup, teardown),
