@@ -60,6 +60,16 @@ cat /tmp/edu2.txt
 [ $rc = 0 ] || fail "edu x-no-mmap: exit $rc"
 grep -q "ramd" /tmp/edu2.txt && fail "edu x-no-mmap: something is mapped"
 grep -q "trapped BAR accesses: reads 2, writes 1" /tmp/edu2.txt || fail "edu x-no-mmap: not every access trapped"
+# MSI: edu's capability (0x40, 64-bit, one vector) programmed and enabled
+# through ECAM, then edu's raise-interrupt register written: the vector is
+# on KVM's irqfd (the interrupt never passes through kickvm).
+MSI_SCRIPT="w4 0xe0008010 0xc0000000 1; w2 0xe0008004 6 1; w4 0xe0008044 0xfee00000 1; w4 0xe0008048 0 1; w2 0xe000804c 0x31 1; w2 0xe0008042 1 1; w4 0xc0000060 1 1; exit 0"
+echo "vfio-model: === edu, MSI ==="
+timeout 60 $K run --stats -device vfio-pci,host=$edu -a "$MSI_SCRIPT" $S > /tmp/edu3.txt 2>&1; rc=$?
+cat /tmp/edu3.txt
+[ $rc = 0 ] || fail "edu MSI: exit $rc"
+grep -q "vectors straight to KVM (irqfd) 1;" /tmp/edu3.txt || fail "edu MSI: vector not on KVM's irqfd"
+grep -q "errors 0" /tmp/edu3.txt || fail "edu MSI: backend errors"
 echo "vfio-model: === nvme ==="
 timeout 60 $K run --stats -device vfio-pci,host=$nvme $G > /tmp/nvme.txt 2>&1; rc=$?
 cat /tmp/nvme.txt

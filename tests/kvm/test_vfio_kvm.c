@@ -16,9 +16,7 @@
 #define BAR0     0xc0000000ull
 #define ECAM_DEV (PCI_ECAM_BASE + (1u << 15))   /* bus 0, slot 1 */
 
-struct vfio_pci *assign_fake(struct machine *m, bool no_mmap, struct vfio_fake **out);
-
-struct vfio_pci *assign_fake(struct machine *m, bool no_mmap, struct vfio_fake **out)
+static struct vfio_pci *assign_fake(struct machine *m, bool no_mmap, struct vfio_fake **out)
 {
 	struct vfio_fake *f = vfio_fake_new("0000:03:00.0", 0x1b36, 0x0010, 0x010802);
 	struct vfio_pci_opts o;
