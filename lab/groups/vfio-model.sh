@@ -76,4 +76,23 @@ cat /tmp/nvme.txt
 [ $rc = 0 ] || fail "nvme: exit $rc"
 grep -q "BAR 0: memory 0x4000 bytes (not decoded), mapped (0 exits): +0x0-0x1fff" /tmp/nvme.txt ||
 	fail "nvme: BAR 0 registers not mapped (or MSI-X pages mapped)"
+# MSI-X on the real kernel: the capability found in nvme's config space, MSI-X
+# enabled through ECAM, vector 0 programmed and unmasked in the (trapped,
+# emulated) table: the device's vector 0 is then KVM's irqfd.
+cfg=/sys/bus/pci/devices/$nvme/config
+byte() { od -An -tu1 -j $1 -N1 $cfg | tr -d ' '; }
+cap=$(byte 52); n=0
+while [ "$cap" != 0 ] && [ "$(byte $cap)" != 17 ] && [ $n -lt 48 ]; do cap=$(byte $((cap + 1))); n=$((n + 1)); done
+[ "$cap" != 0 ] && [ $n -lt 48 ] || fail "nvme: no MSI-X capability in config space"
+ctrl=$(printf '0x%x' $((0xe0008000 + cap + 2)))
+MSIX_SCRIPT="w4 0xe0008010 0xc0000000 1; w4 0xe0008014 0 1; w2 0xe0008004 6 1; w2 $ctrl 0x8000 1; w4 0xc0002000 0xfee00000 1; w4 0xc0002004 0 1; w4 0xc0002008 0x32 1; w4 0xc000200c 0 1; r4 0xc0000000 1; exit 0"
+echo "vfio-model: === nvme, MSI-X (capability at $cap) ==="
+timeout 60 $K run --stats --info flatview -device vfio-pci,host=$nvme -a "$MSIX_SCRIPT" $S > /tmp/nvme3.txt 2>&1; rc=$?
+cat /tmp/nvme3.txt
+[ $rc = 0 ] || fail "nvme MSI-X: exit $rc"
+grep -q "MSI-X table/PBA accesses (emulated) 4; vectors straight to KVM (irqfd) 1;" /tmp/nvme3.txt ||
+	fail "nvme MSI-X: vector 0 not on KVM's irqfd"
+grep -q "trapped BAR accesses: reads 0, writes 0" /tmp/nvme3.txt || fail "nvme: register read trapped"
+grep -q "(prio 1, i/o): msix-table" /tmp/nvme3.txt || fail "nvme: no emulated table in the flat view"
+grep -q "errors 0" /tmp/nvme3.txt || fail "nvme MSI-X: backend errors"
 echo "vfio-model: ok"
