@@ -36,6 +36,7 @@ struct pci_bus;
 struct virtio_dev;
 struct virtio_pci;
 struct virtio_blk_opts;
+struct vfio_pci;
 
 struct machine_config {
 	uint64_t ram_size;            /* bytes; default 256 MiB */
@@ -73,6 +74,7 @@ struct machine {
 		struct virtio_dev *vdev;
 		struct virtio_pci *vp;
 		struct event_loop *loop;  /* where its work runs */
+		struct vfio_pci *vfio;    /* an assigned device (vdev, vp NULL) */
 	} devices[MACHINE_MAX_DEVICES];
 	int nr_devices;
 
@@ -129,6 +131,21 @@ int machine_add_virtio_blk(struct machine *m, const struct virtio_blk_opts *blk,
 			   const char **why);
 int machine_add_virtio_rng(struct machine *m, const struct machine_virtio_opts *o,
 			   struct machine_device **out, const char **why);
+
+/* -device vfio-pci: assign the host device @host (canonical BDF). */
+struct machine_vfio_opts {
+	const char *host;
+	const char *id;               /* NULL: "vfio-pciN" */
+	int msix_relocation;          /* VFIO_MSIX_RELOC_* (kickvm/vfio_pci.h) */
+	bool no_mmap;                 /* x-no-mmap=on */
+	bool ioeventfd;               /* device-write ioeventfds (default on) */
+	int slot;                     /* PCI slot, -1: first free */
+};
+void machine_vfio_opts_defaults(struct machine_vfio_opts *o);
+/* Errors: -EINVAL/-ENODEV/-EBUSY/-ENOTSUP/... from opening the device or
+ * building the model, with *@why naming the fix where there is one. */
+int machine_add_vfio_pci(struct machine *m, const struct machine_vfio_opts *o,
+			 struct machine_device **out, const char **why);
 
 /* Run the vCPUs on their own threads until the guest ends (or a fatal exit,
  * or machine_request_stop()), and the main loop on another; the caller's

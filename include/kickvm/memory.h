@@ -63,6 +63,10 @@ struct mem_region *mr_new_io(const char *name, uint64_t size,
  * @fd_offset (-1 when not file-backed) so it can be shared later. */
 struct mem_region *mr_new_ram(const char *name, uint64_t size, void *host,
 			      int fd, uint64_t fd_offset);
+/* RAM that is a device's memory (an assigned device's BAR, mmapped): KVM
+ * maps it like RAM, dumps show it as "ramd", and DMA mappings leave it out. */
+struct mem_region *mr_new_ram_device(const char *name, uint64_t size, void *host);
+bool mr_is_ram_device(const struct mem_region *mr);
 /* A window of @size bytes onto @target starting at @offset in @target. */
 struct mem_region *mr_new_alias(const char *name, struct mem_region *target,
 				uint64_t offset, uint64_t size);

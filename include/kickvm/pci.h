@@ -114,6 +114,11 @@ void pci_bus_remove_device(struct pci_bus *bus, struct pci_device *d);
 /* Reset every device (and the bus's own state). */
 void pci_bus_reset(struct pci_bus *bus);
 struct kvm *pci_bus_kvm(const struct pci_bus *bus);
+/* Where memory BARs go (for a device that places regions of its own). */
+struct mem_region *pci_bus_system_root(const struct pci_bus *bus);
+/* Deliver one MSI message the slow way: KVM_SIGNAL_MSI, or the msi_hook
+ * without KVM.  Any thread. */
+void pci_bus_signal_msi(struct pci_bus *bus, uint64_t addr, uint32_t data);
 
 /* Config accesses as the guest makes them (ECAM or CF8/CFC land here):
  * bus number, devfn, offset. Reads of absent functions return all ones. */
@@ -166,7 +171,33 @@ static inline uint32_t pci_get_long(const uint8_t *p)
  */
 int msix_init(struct pci_device *d, unsigned nr_vectors, int table_bar,
 	      uint32_t table_offset, int pba_bar, uint32_t pba_offset);
+/* The same over a capability the function already has at @cap_offset (an
+ * assigned device's; 0: add one).  Its control, table and PBA words are
+ * rewritten to @nr_vectors and the given places. */
+int msix_init_at(struct pci_device *d, uint8_t cap_offset, unsigned nr_vectors, int table_bar,
+		 uint32_t table_offset, int pba_bar, uint32_t pba_offset);
 void msix_uninit(struct pci_device *d);
+
+/*
+ * Vectors raised outside kickvm (an assigned device signals one eventfd per
+ * vector).  Called with the MSI-X lock held, so they must not call back into
+ * msix_*.  enable(): MSI-X was enabled (after every vector got its route) or
+ * disabled (before).  route(): vector @v must from now on signal @irqfd, the
+ * vector's KVM irqfd (the interrupt then never passes through kickvm), or,
+ * with -1 (masked, or no irqfd), the owner's own eventfd, whose signals the
+ * owner passes to msix_notify() (held pending while masked).  route() returns
+ * true when the owner's fd was signalled and not yet passed on: the vector
+ * is then left pending, delivered when it can be.
+ */
+struct msix_source_ops {
+	void (*enable)(void *opaque, bool on);
+	bool (*route)(void *opaque, unsigned vector, int irqfd);
+};
+void msix_set_source(struct pci_device *d, const struct msix_source_ops *ops, void *opaque);
+/* Guest accesses to the table and PBA (all trapped). */
+uint64_t msix_table_accesses(const struct pci_device *d);
+/* Vectors whose source signals KVM directly right now. */
+unsigned msix_vectors_on_irqfd(const struct pci_device *d);
 /* Raise @vector. Any thread. */
 void msix_notify(struct pci_device *d, unsigned vector);
 bool msix_enabled(const struct pci_device *d);

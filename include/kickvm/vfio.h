@@ -37,6 +37,11 @@ int vfio_parse_bdf(const char *s, char out[VFIO_BDF_LEN]);
 int vfio_dev_open(const char *bdf, struct vfio_dev *dev, const char **why);
 void vfio_dev_close(struct vfio_dev *dev);
 
+/* VFIO_DEVICE_GET_REGION_INFO of region @index with room for its whole
+ * capability chain: *@out (a struct vfio_region_info, free() it) of
+ * *@size bytes.  -EINVAL for a region the device lacks. */
+int vfio_dev_region_info(const struct vfio_dev *d, uint32_t index, void **out, size_t *size);
+
 /* Print the device, its regions (with capabilities) and IRQs to @out. */
 int vfio_dev_print(struct vfio_dev *dev, FILE *out);
 

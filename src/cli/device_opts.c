@@ -4,6 +4,8 @@
  *   -device virtio-blk,file=IMG[,readonly=on][,ioeventfd=on|off][,iothread=NAME]
  *           [,serial=S][,cache=writeback|none][,aio=auto|io_uring|threads][,slot=N]
  *   -device virtio-rng[,ioeventfd=on|off][,iothread=NAME][,slot=N]
+ *   -device vfio-pci,host=BDF[,id=ID][,x-msix-relocation=off|auto|bar0..bar5]
+ *           [,x-no-mmap=on|off][,ioeventfd=on|off][,slot=N]
  * Everything is parsed and checked before the machine exists, so a typo is
  * exit status 2 with a message, never a half-built VM.
  */
@@ -14,6 +16,8 @@
 
 #include "cli/cli.h"
 #include "cli/device_opts.h"
+#include "kickvm/vfio.h"
+#include "kickvm/vfio_pci.h"
 
 static int parse_bool(const char *v, bool *out)
 {
@@ -114,6 +118,60 @@ bad:
 	return -EINVAL;
 }
 
+static int parse_relocation(const char *v, int *out)
+{
+	if (!strcmp(v, "off"))
+		*out = VFIO_MSIX_RELOC_OFF;
+	else if (!strcmp(v, "auto"))
+		*out = VFIO_MSIX_RELOC_AUTO;
+	else if (!strncmp(v, "bar", 3) && v[3] >= '0' && v[3] <= '5' && !v[4])
+		*out = v[3] - '0';
+	else
+		return -EINVAL;
+	return 0;
+}
+
+static int vfio_opt(struct device_spec *d, const char *key, const char *value, char *err,
+		    size_t errlen)
+{
+	struct machine_vfio_opts *o = &d->vfio;
+	uint64_t v;
+
+	if (!strcmp(key, "host")) {
+		if (!value || vfio_parse_bdf(value, d->host) < 0) {
+			snprintf(err, errlen, "vfio-pci: malformed host '%s' (want DDDD:BB:DD.F or "
+				 "BB:DD.F, hex, as lspci -D prints it)", value ? value : "");
+			return -EINVAL;
+		}
+		o->host = d->host;
+	} else if (!strcmp(key, "id")) {
+		if (!value || !*value || strlen(value) >= 32)
+			goto bad;
+		o->id = value;
+	} else if (!strcmp(key, "x-msix-relocation")) {
+		if (!value || parse_relocation(value, &o->msix_relocation) < 0)
+			goto bad;
+	} else if (!strcmp(key, "x-no-mmap")) {
+		if (!value || parse_bool(value, &o->no_mmap) < 0)
+			goto bad;
+	} else if (!strcmp(key, "ioeventfd")) {
+		if (!value || parse_bool(value, &o->ioeventfd) < 0)
+			goto bad;
+	} else if (!strcmp(key, "slot")) {
+		if (!value || parse_uint(value, 1, 31, &v) < 0)
+			goto bad;
+		o->slot = (int)v;
+	} else {
+		snprintf(err, errlen, "vfio-pci: unknown option '%s' (host, id, x-msix-relocation, "
+			 "x-no-mmap, ioeventfd, slot)", key);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	snprintf(err, errlen, "vfio-pci: bad value for '%s'", key);
+	return -EINVAL;
+}
+
 int device_spec_parse(const char *arg, struct device_spec *d, char *err, size_t errlen)
 {
 	char *cursor, *key, *value;
@@ -121,23 +179,35 @@ int device_spec_parse(const char *arg, struct device_spec *d, char *err, size_t 
 
 	memset(d, 0, sizeof(*d));
 	machine_virtio_opts_defaults(&d->virtio);
+	machine_vfio_opts_defaults(&d->vfio);
 	d->buf = strdup(arg);
 	if (!d->buf)
 		return -ENOMEM;
 	cursor = d->buf;
 	key = next_pair(&cursor, &value);
 	if (!key || value) {
-		snprintf(err, errlen, "-device needs a device type first (virtio-blk, virtio-rng)");
+		snprintf(err, errlen, "-device needs a device type first (virtio-blk, virtio-rng, "
+			 "vfio-pci)");
 		return -EINVAL;
 	}
 	d->type = key;
-	if (strcmp(d->type, "virtio-blk") && strcmp(d->type, "virtio-rng")) {
-		snprintf(err, errlen, "unknown device '%s' (virtio-blk, virtio-rng)", d->type);
+	if (strcmp(d->type, "virtio-blk") && strcmp(d->type, "virtio-rng") &&
+	    strcmp(d->type, "vfio-pci")) {
+		snprintf(err, errlen, "unknown device '%s' (virtio-blk, virtio-rng, vfio-pci)", d->type);
 		return -EINVAL;
 	}
-	while (!ret && (key = next_pair(&cursor, &value)))
-		ret = !strcmp(d->type, "virtio-blk") ? blk_opt(d, key, value, err, errlen)
-						     : common_opt(d, key, value, err, errlen);
+	while (!ret && (key = next_pair(&cursor, &value))) {
+		if (!strcmp(d->type, "vfio-pci"))
+			ret = vfio_opt(d, key, value, err, errlen);
+		else if (!strcmp(d->type, "virtio-blk"))
+			ret = blk_opt(d, key, value, err, errlen);
+		else
+			ret = common_opt(d, key, value, err, errlen);
+	}
+	if (!ret && !strcmp(d->type, "vfio-pci") && !d->vfio.host) {
+		snprintf(err, errlen, "vfio-pci needs host=BDF");
+		ret = -EINVAL;
+	}
 	if (!ret && !strcmp(d->type, "virtio-blk") && !d->blk.file) {
 		snprintf(err, errlen, "virtio-blk needs file=IMAGE");
 		ret = -EINVAL;

@@ -9,9 +9,11 @@
 #include "kickvm/virtio_devices.h"
 
 struct device_spec {
-	const char *type;              /* "virtio-blk", "virtio-rng" */
+	const char *type;              /* "virtio-blk", "virtio-rng", "vfio-pci" */
 	struct virtio_blk_opts blk;
 	struct machine_virtio_opts virtio;
+	struct machine_vfio_opts vfio;     /* vfio-pci */
+	char host[16];                 /* vfio.host points here (canonical BDF) */
 	char *buf;                     /* the strings above point into it */
 };
 

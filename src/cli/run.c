@@ -39,6 +39,9 @@ static void run_help(void)
 	       "  -device virtio-blk,file=IMG[,readonly=on][,ioeventfd=on|off][,iothread=NAME]\n"
 	       "         [,serial=S][,cache=writeback|none][,aio=auto|io_uring|threads][,slot=N]\n"
 	       "  -device virtio-rng[,ioeventfd=on|off][,iothread=NAME]\n"
+	       "  -device vfio-pci,host=BDF[,id=ID][,x-msix-relocation=off|auto|bar0..bar5]\n"
+	       "         [,x-no-mmap=on|off][,ioeventfd=on|off][,slot=N]\n"
+	       "                            assign a host device bound to vfio-pci\n"
 	       "  -object iothread,id=NAME[,poll-max-ns=N]\n"
 	       "                            a thread for device work (declare before use);\n"
 	       "                            it busy-polls N ns before sleeping (default 32768)\n"
@@ -109,6 +112,16 @@ static int add_devices(struct machine *m, struct device_spec *devices, int nr_de
 	for (int i = 0; i < nr_devices; i++) {
 		struct device_spec *d = &devices[i];
 
+		if (!strcmp(d->type, "vfio-pci")) {
+			ret = machine_add_vfio_pci(m, &d->vfio, &md, &why);
+			if (ret < 0) {
+				/* The host refused: say what to fix; the command line was fine. */
+				fprintf(stderr, "kickvm: -device vfio-pci,host=%s: %s (%s)\n",
+					d->vfio.host, why ? why : "error", strerror(-ret));
+				return 1;
+			}
+			continue;
+		}
 		if (!strcmp(d->type, "virtio-blk"))
 			ret = machine_add_virtio_blk(m, &d->blk, &d->virtio, &md, &why);
 		else

@@ -8,6 +8,7 @@
 
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
+#include "kickvm/vfio_pci.h"
 #include "kickvm/virtio_devices.h"
 #include "kickvm/virtio_pci.h"
 #include "machine/machine_internal.h"
@@ -113,10 +114,68 @@ int machine_add_virtio_rng(struct machine *m, const struct machine_virtio_opts *
 	return plug(m, vdev, loop, o, "virtio-rng", out, why);
 }
 
+void machine_vfio_opts_defaults(struct machine_vfio_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->msix_relocation = VFIO_MSIX_RELOC_OFF;
+	o->ioeventfd = true;
+	o->slot = -1;
+}
+
+int machine_add_vfio_pci(struct machine *m, const struct machine_vfio_opts *o,
+			 struct machine_device **out, const char **why)
+{
+	struct machine_device *md = &m->devices[m->nr_devices];
+	struct vfio_pci_opts vo;
+	struct vfio_backend *b;
+	int index = 0, ret;
+
+	*why = NULL;
+	if (m->nr_devices == MACHINE_MAX_DEVICES) {
+		*why = "too many devices";
+		return -ENOSPC;
+	}
+	for (int i = 0; i < m->nr_devices; i++)
+		index += m->devices[i].vfio != NULL;
+	if (o->id)
+		snprintf(md->id, sizeof(md->id), "%s", o->id);
+	else
+		snprintf(md->id, sizeof(md->id), "vfio-pci%d", index);
+	ret = vfio_kernel_open(o->host, &b, why);
+	if (ret < 0)
+		return ret;
+	vfio_pci_opts_defaults(&vo);
+	vo.id = md->id;
+	vo.slot = o->slot;
+	vo.msix_relocation = o->msix_relocation;
+	/* The MSI-X relocation planner plugs in here; without one, only
+	 * x-msix-relocation=off is accepted. */
+	vo.planner = NULL;
+	vo.no_mmap = o->no_mmap;
+	vo.ioeventfd = o->ioeventfd;
+	vo.loop = m->main_loop;
+	vo.dma_root = m->system_root;
+	ret = vfio_pci_create(m->pci, b, &vo, &md->vfio, why);
+	if (ret < 0)
+		return ret;
+	md->vdev = NULL;
+	md->vp = NULL;
+	md->loop = m->main_loop;
+	m->nr_devices++;
+	if (out)
+		*out = md;
+	return 0;
+}
+
 /* Called by machine_destroy() before the iothreads go. */
 void machine_remove_devices(struct machine *m)
 {
 	for (int i = m->nr_devices - 1; i >= 0; i--) {
+		if (m->devices[i].vfio) {
+			vfio_pci_destroy(m->devices[i].vfio);
+			m->devices[i].vfio = NULL;
+			continue;
+		}
 		virtio_pci_destroy(m->devices[i].vp);
 		virtio_dev_destroy(m->devices[i].vdev);
 	}

@@ -11,6 +11,7 @@
 #include "hw/testdev.h"
 #include "hw/uart8250.h"
 #include "kickvm/machine.h"
+#include "kickvm/vfio_pci.h"
 #include "kickvm/virtio_devices.h"
 #include "kickvm/virtio_pci.h"
 
@@ -114,8 +115,12 @@ void machine_print_stats(struct machine *m, FILE *out)
 		fprintf(out, " iothread %s: busy-polls %" PRIu64 " ns before sleeping\n",
 			iothread_name(m->iothreads[i]),
 			event_loop_poll_ns(iothread_loop(m->iothreads[i])));
-	for (int i = 0; i < m->nr_devices; i++)
-		print_virtio_device(&m->devices[i], out);
+	for (int i = 0; i < m->nr_devices; i++) {
+		if (m->devices[i].vfio)
+			vfio_pci_print_stats(m->devices[i].vfio, out);
+		else
+			print_virtio_device(&m->devices[i], out);
+	}
 	fprintf(out, " console characters: %" PRIu64 "\n", uart8250_chars(m->uart));
 	fprintf(out, " total MMIO+PIO exits: %" PRIu64 "\n", exits);
 }

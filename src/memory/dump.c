@@ -18,8 +18,8 @@
  *     00000000fe001000 len 4 data 0x1 kvm signals kvm=3 fallback=0: testdev.slot0+0x0
  *     00000000fe001100 len 0 any userspace (EEXIST) signals kvm=0 fallback=7: testdev.slot1+0x0
  *
- * Containers print as "i/o" and an alias as the kind of its target, as QEMU
- * does.  Each section ends with an empty line.
+ * Containers print as "i/o", device memory (an assigned device's mapped BAR)
+ * as "ramd" and an alias as the kind of its target, as QEMU does.  Each section ends with an empty line.
  */
 #include <inttypes.h>
 #include <stdlib.h>
@@ -36,7 +36,9 @@ static const char *region_kind(const struct mem_region *mr)
 {
 	while (mr->type == MR_ALIAS)
 		mr = mr->alias_target;
-	return mr->type == MR_RAM ? "ram" : "i/o";
+	if (mr->type != MR_RAM)
+		return "i/o";
+	return mr->ram_device ? "ramd" : "ram";
 }
 
 static void remember_target(struct region_list *list, const struct mem_region *mr)

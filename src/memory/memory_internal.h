@@ -45,6 +45,7 @@ struct mem_region {
 	void *ram_host;              /* MR_RAM */
 	int ram_fd;
 	uint64_t ram_fd_offset;
+	bool ram_device;             /* device memory, not guest RAM */
 	struct mem_region *alias_target; /* MR_ALIAS */
 	uint64_t alias_offset;
 

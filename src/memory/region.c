@@ -163,6 +163,20 @@ struct mem_region *mr_new_ram(const char *name, uint64_t size, void *host,
 	return mr;
 }
 
+struct mem_region *mr_new_ram_device(const char *name, uint64_t size, void *host)
+{
+	struct mem_region *mr = mr_new_ram(name, size, host, -1, 0);
+
+	if (mr)
+		mr->ram_device = true;
+	return mr;
+}
+
+bool mr_is_ram_device(const struct mem_region *mr)
+{
+	return mr->type == MR_RAM && mr->ram_device;
+}
+
 struct mem_region *mr_new_alias(const char *name, struct mem_region *target,
 				uint64_t offset, uint64_t size)
 {

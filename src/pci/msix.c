@@ -35,6 +35,8 @@ struct msix_vector {
 	int gsi;                        /* -1 without a route */
 	bool route_stale;               /* address/data changed since programmed */
 	bool kvm_failed;                /* use KVM_SIGNAL_MSI instead */
+	int source_fd;                  /* what the external source signals: the
+					 * irqfd's fd, or -1 for the owner's own */
 	uint64_t delivered;
 };
 
@@ -50,6 +52,9 @@ struct msix {
 	bool enabled, fmask;            /* mirror of the capability's control */
 	struct kvm *kvm;                /* the one routes were made in */
 	struct msix_vector *vec;
+	const struct msix_source_ops *src;  /* NULL: kickvm raises the vectors */
+	void *src_opaque;
+	_Atomic uint64_t table_accesses;    /* guest reads and writes, table and PBA */
 };
 
 static uint64_t entry_addr(const struct msix *m, unsigned v)
@@ -154,6 +159,28 @@ static void set_pending_locked(struct msix *m, unsigned v, bool on)
 		m->pba[v / 64] &= ~(1ull << (v % 64));
 }
 
+/* An external source (an assigned device) signals the vector's KVM irqfd
+ * itself while the vector can deliver, so its interrupts never pass through
+ * kickvm; while masked it signals the owner's fd instead, which comes back
+ * here through msix_notify() and is held in the PBA. */
+static void update_source_locked(struct msix *m, unsigned v)
+{
+	struct msix_vector *vec = &m->vec[v];
+	int want = -1;
+
+	if (!m->src)
+		return;
+	if (!masked_locked(m, v) && vec->gsi >= 0 && vec->irqfd.fd >= 0 && !vec->kvm_failed &&
+	    !vec->route_stale)
+		want = vec->irqfd.fd;
+	if (want == vec->source_fd)
+		return;
+	vec->source_fd = want;
+	/* Signalled on the owner's fd while we switched: not lost, pending. */
+	if (m->src->route(m->src_opaque, v, want))
+		set_pending_locked(m, v, true);
+}
+
 /* @v may have become deliverable, or its message changed: program KVM now
  * (on this vCPU thread, not in notify), and fire what was held pending. */
 static void sync_vector_locked(struct msix *m, unsigned v)
@@ -161,10 +188,13 @@ static void sync_vector_locked(struct msix *m, unsigned v)
 	struct pci_bus *bus = bus_of(m);
 	struct kvm *kvm = bus ? pci_bus_kvm(bus) : NULL;
 
-	if (masked_locked(m, v))
+	if (masked_locked(m, v)) {
+		update_source_locked(m, v);
 		return;
+	}
 	if (kvm && (m->vec[v].gsi < 0 || m->vec[v].route_stale))
 		kvm_vector_ready(m, kvm, v);
+	update_source_locked(m, v);
 	if (pending_locked(m, v)) {
 		set_pending_locked(m, v, false);
 		deliver_locked(m, v);
@@ -195,6 +225,7 @@ static void table_write_dword(struct msix *m, uint64_t offset, uint32_t value)
 	if (value == old)
 		return;
 	pci_set_long(p, value);
+	/* A vector the guest just masked stops signalling KVM first. */
 	if (offset % MSIX_ENTRY_SIZE != 12)
 		m->vec[v].route_stale = true;
 	sync_vector_locked(m, v);
@@ -205,6 +236,7 @@ static uint64_t table_read(void *opaque, uint64_t offset, unsigned size)
 	struct msix *m = opaque;
 	uint64_t value;
 
+	atomic_fetch_add_explicit(&m->table_accesses, 1, memory_order_relaxed);
 	if (offset & (size - 1))
 		return UINT64_MAX;
 	pthread_mutex_lock(&m->lock);
@@ -219,6 +251,7 @@ static void table_write(void *opaque, uint64_t offset, uint64_t data, unsigned s
 {
 	struct msix *m = opaque;
 
+	atomic_fetch_add_explicit(&m->table_accesses, 1, memory_order_relaxed);
 	if (offset & (size - 1))
 		return;
 	pthread_mutex_lock(&m->lock);
@@ -239,6 +272,7 @@ static uint64_t pba_read(void *opaque, uint64_t offset, unsigned size)
 	struct msix *m = opaque;
 	uint64_t value;
 
+	atomic_fetch_add_explicit(&m->table_accesses, 1, memory_order_relaxed);
 	if (offset & (size - 1))
 		return UINT64_MAX;
 	pthread_mutex_lock(&m->lock);
@@ -264,18 +298,25 @@ void msix_config_written(struct pci_device *d, uint32_t offset, unsigned len)
 {
 	struct msix *m = d->msix;
 	uint16_t ctrl;
-	bool was_masked;
+	bool was_masked, was_enabled;
 
 	if (offset >= m->cap + 4u || offset + len <= m->cap + 2u)
 		return;
 	ctrl = pci_get_word(&d->config[m->cap + 2]);
 	pthread_mutex_lock(&m->lock);
 	was_masked = !m->enabled || m->fmask;
+	was_enabled = m->enabled;
 	m->enabled = ctrl & MSIX_CTRL_ENABLE;
 	m->fmask = ctrl & MSIX_CTRL_FMASK;
-	if (was_masked && m->enabled && !m->fmask)
+	/* An external source learns of a disable first and of an enable last,
+	 * once every vector knows where to signal. */
+	if (m->src && was_enabled && !m->enabled)
+		m->src->enable(m->src_opaque, false);
+	if (was_masked != (!m->enabled || m->fmask))
 		for (unsigned v = 0; v < m->nr; v++)
 			sync_vector_locked(m, v);
+	if (m->src && !was_enabled && m->enabled)
+		m->src->enable(m->src_opaque, true);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -295,6 +336,12 @@ static int check_place(const struct pci_device *d, int bar, uint32_t offset, uin
 
 int msix_init(struct pci_device *d, unsigned nr_vectors, int table_bar,
 	      uint32_t table_offset, int pba_bar, uint32_t pba_offset)
+{
+	return msix_init_at(d, 0, nr_vectors, table_bar, table_offset, pba_bar, pba_offset);
+}
+
+int msix_init_at(struct pci_device *d, uint8_t cap_offset, unsigned nr_vectors, int table_bar,
+		 uint32_t table_offset, int pba_bar, uint32_t pba_offset)
 {
 	uint64_t table_size = (uint64_t)nr_vectors * MSIX_ENTRY_SIZE;
 	uint64_t pba_size = (nr_vectors + 63) / 64 * 8;
@@ -326,7 +373,11 @@ int msix_init(struct pci_device *d, unsigned nr_vectors, int table_bar,
 		r = -ENOMEM;
 		goto fail;
 	}
-	cap = pci_add_capability(d, PCI_CAP_ID_MSIX, MSIX_CAP_SIZE);
+	/* A capability the device already has keeps its place in the list. */
+	cap = cap_offset ? cap_offset : pci_add_capability(d, PCI_CAP_ID_MSIX, MSIX_CAP_SIZE);
+	if (cap_offset && (cap_offset < PCI_STD_HEADER_SIZE ||
+			   cap_offset + MSIX_CAP_SIZE > PCI_LEGACY_CONFIG_SIZE))
+		cap = -EINVAL;
 	if (cap < 0) {
 		r = cap;
 		goto fail;
@@ -335,6 +386,7 @@ int msix_init(struct pci_device *d, unsigned nr_vectors, int table_bar,
 	for (unsigned v = 0; v < nr_vectors; v++) {
 		m->vec[v].irqfd.fd = -1;
 		m->vec[v].gsi = -1;
+		m->vec[v].source_fd = -1;
 		pci_set_long(m->table + v * MSIX_ENTRY_SIZE + 12, MSIX_VECTOR_MASKED);
 	}
 	m->cap = (uint8_t)cap;
@@ -368,6 +420,8 @@ void msix_uninit(struct pci_device *d)
 
 	if (!m)
 		return;
+	if (m->src && m->enabled)
+		m->src->enable(m->src_opaque, false);
 	memory_transaction_begin();
 	mr_del_subregion(m->table_bar, m->table_mr);
 	mr_del_subregion(m->pba_bar, m->pba_mr);
@@ -474,15 +528,52 @@ void msix_reset(struct pci_device *d)
 	if (!m)
 		return;
 	pthread_mutex_lock(&m->lock);
+	if (m->src && m->enabled)
+		m->src->enable(m->src_opaque, false);
 	memset(m->table, 0, (size_t)m->nr * MSIX_ENTRY_SIZE);
 	for (unsigned v = 0; v < m->nr; v++) {
 		pci_set_long(m->table + v * MSIX_ENTRY_SIZE + 12, MSIX_VECTOR_MASKED);
 		/* Routes and irqfds stay: reprogrammed when next unmasked. */
 		m->vec[v].route_stale = true;
+		if (m->src && m->vec[v].source_fd >= 0) {
+			m->vec[v].source_fd = -1;
+			m->src->route(m->src_opaque, v, -1);
+		}
 	}
 	memset(m->pba, 0, (m->nr + 63) / 64 * 8);
 	m->enabled = m->fmask = false;
 	pci_set_word(&d->config[m->cap + 2],
 		     pci_get_word(&d->config[m->cap + 2]) & ~(MSIX_CTRL_ENABLE | MSIX_CTRL_FMASK));
 	pthread_mutex_unlock(&m->lock);
+}
+
+void msix_set_source(struct pci_device *d, const struct msix_source_ops *ops, void *opaque)
+{
+	struct msix *m = d->msix;
+
+	if (!m)
+		return;
+	pthread_mutex_lock(&m->lock);
+	m->src = ops;
+	m->src_opaque = opaque;
+	pthread_mutex_unlock(&m->lock);
+}
+
+uint64_t msix_table_accesses(const struct pci_device *d)
+{
+	return d->msix ? atomic_load_explicit(&d->msix->table_accesses, memory_order_relaxed) : 0;
+}
+
+unsigned msix_vectors_on_irqfd(const struct pci_device *d)
+{
+	struct msix *m = d->msix;
+	unsigned n = 0;
+
+	if (!m)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	for (unsigned v = 0; v < m->nr; v++)
+		n += m->vec[v].source_fd >= 0;
+	pthread_mutex_unlock(&m->lock);
+	return n;
 }

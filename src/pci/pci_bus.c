@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kickvm/kvm.h"
 #include "kickvm/log.h"
 #include "kickvm/memory.h"
 #include "pci_internal.h"
@@ -313,4 +314,17 @@ void pci_bus_reset(struct pci_bus *bus)
 struct kvm *pci_bus_kvm(const struct pci_bus *bus)
 {
 	return bus->cfg.kvm;
+}
+
+struct mem_region *pci_bus_system_root(const struct pci_bus *bus)
+{
+	return bus->cfg.system_root;
+}
+
+void pci_bus_signal_msi(struct pci_bus *bus, uint64_t addr, uint32_t data)
+{
+	if (bus->cfg.kvm)
+		kvm_signal_msi(bus->cfg.kvm, addr, data);
+	else if (bus->cfg.msi_hook)
+		bus->cfg.msi_hook(bus->cfg.msi_hook_opaque, addr, data);
 }

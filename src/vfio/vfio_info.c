@@ -289,11 +289,10 @@ static void print_region_caps(const uint8_t *info, size_t size, uint32_t first, 
 	}
 }
 
-static int print_region(const struct vfio_dev *d, uint32_t index, FILE *out)
+int vfio_dev_region_info(const struct vfio_dev *d, uint32_t index, void **out, size_t *out_size)
 {
 	struct vfio_region_info *info;
 	size_t size = sizeof(*info);
-	char buf[32];
 
 	for (;;) {
 		info = calloc(1, size);
@@ -305,17 +304,34 @@ static int print_region(const struct vfio_dev *d, uint32_t index, FILE *out)
 			int err = -errno;
 
 			free(info);
-			/* vfio-pci answers EINVAL for a region the device lacks
-			 * (VGA on a device that is not a VGA controller). */
-			fprintf(out, "  %-7s %s\n", region_name(d, index, buf, sizeof(buf)),
-				err == -EINVAL ? "(absent)" : strerror(-err));
-			return 0;
+			return err;
 		}
 		/* The capabilities did not fit: the kernel says how much they need. */
 		if (info->argsz <= size || info->argsz > MAX_INFO)
 			break;
 		size = info->argsz;
 		free(info);
+	}
+	*out = info;
+	*out_size = size;
+	return 0;
+}
+
+static int print_region(const struct vfio_dev *d, uint32_t index, FILE *out)
+{
+	struct vfio_region_info *info;
+	size_t size;
+	char buf[32];
+	int err = vfio_dev_region_info(d, index, (void **)&info, &size);
+
+	if (err == -ENOMEM)
+		return err;
+	if (err < 0) {
+		/* vfio-pci answers EINVAL for a region the device lacks
+		 * (VGA on a device that is not a VGA controller). */
+		fprintf(out, "  %-7s %s\n", region_name(d, index, buf, sizeof(buf)),
+			err == -EINVAL ? "(absent)" : strerror(-err));
+		return 0;
 	}
 	fprintf(out, "  %-7s offset 0x%llx size 0x%llx", region_name(d, index, buf, sizeof(buf)),
 		(unsigned long long)info->offset, (unsigned long long)info->size);

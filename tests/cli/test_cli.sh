@@ -40,6 +40,9 @@ check "bad device"            2 "unknown device 'virtio-gpu'" -- "$kickvm" run -
 check "blk without file"      2 "virtio-blk needs file=IMAGE" -- "$kickvm" run -device virtio-blk,readonly=on "$demo"
 check "bad device option"     2 "virtio-blk: unknown option 'speed'" -- "$kickvm" run -device virtio-blk,file=x,speed=9 "$demo"
 check "undeclared iothread"   2 "no iothread 'io9'"          -- "$kickvm" run -device virtio-rng,iothread=io9 "$demo"
+check "vfio malformed BDF"    2 "malformed host 'zz:00.0'"   -- "$kickvm" run -device vfio-pci,host=zz:00.0 "$demo"
+check "vfio without host"     2 "vfio-pci needs host=BDF"    -- "$kickvm" run -device vfio-pci,id=nic "$demo"
+check "vfio bad relocation"   2 "bad value for 'x-msix-relocation'" -- "$kickvm" run -device vfio-pci,host=01:00.0,x-msix-relocation=bar6 "$demo"
 check "bad object"            2 "only 'iothread,id=NAME'"    -- "$kickvm" run -object memory-backend,id=m "$demo"
 check "bad poll-max-ns"       2 "bad poll-max-ns 'lots'"     -- "$kickvm" run -object iothread,id=io0,poll-max-ns=lots "$demo"
 check "bench blk bad poll-ns" 2 "bad --poll-ns '-1'"         -- "$kickvm" bench blk --poll-ns -1
