@@ -127,7 +127,7 @@ copy_with_libs() {  # copy_with_libs ROOT SRC DEST
 # ---- the nested guest's initramfs (what kickvm boots inside the lab) -------------
 groot=$out/guest-root
 new_root "$groot"
-for m in virtio_pci virtio_blk virtio_rng; do
+for m in virtio_pci virtio_blk virtio_rng nvme; do
 	add_module "$m" "$groot/lib/modules" "$groot/lib/modules/order"
 done
 install -m 755 "$lab_src/guest-init" "$groot/init"
@@ -145,6 +145,8 @@ done
 install -m 755 "$lab_src/init" "$root/init"
 mkdir -p "$root/lab/groups" "$root/lab/nested"
 install -m 755 "$lab_src"/groups/*.sh "$root/lab/groups/"
+mkdir -p "$root/lab/lib"
+install -m 644 "$lab_src"/lib/*.sh "$root/lab/lib/"
 copy_with_libs "$root" "$build/src/cli/kickvm" /kickvm/bin/kickvm
 mkdir -p "$root/kickvm/guest"
 cp "$build"/guest/*.elf "$root/kickvm/guest/" 2>/dev/null || true
