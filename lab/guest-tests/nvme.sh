@@ -59,7 +59,7 @@ done
 ctrl=$(( $(cfg8 $((msix + 2))) | $(cfg8 $((msix + 3))) << 8 ))
 table=$(cfg32 $((msix + 4))) pba=$(cfg32 $((msix + 8)))
 echo "nvme-test: $bdf MSI-X at 0x$(printf %x $msix): $(( (ctrl & 0x7ff) + 1 )) vectors," \
-     "enabled $(( ctrl >> 15 & 1 )), table BAR$(( table & 7 ))+0x$(printf %x $(( table & ~7 ))), " \
+     "enabled $(( ctrl >> 15 & 1 )), table BAR$(( table & 7 ))+0x$(printf %x $(( table & ~7 )))," \
      "PBA BAR$(( pba & 7 ))+0x$(printf %x $(( pba & ~7 )))"
 echo "nvme-test: resources:"; head -6 $dev/resource | sed 's/^/nvme-test:   /'
 [ $(( ctrl >> 15 & 1 )) = 1 ] || fail "MSI-X is not enabled"
