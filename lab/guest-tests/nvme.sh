@@ -68,6 +68,8 @@ off) [ $(( table & 7 )) = 0 ] && [ $(( table & ~7 )) = $((0x2000)) ] ||
 	fail "x-msix-relocation=off: the table is not at BAR0+0x2000 (the device's own place)";;
 bar[0-5]) [ $(( table & 7 )) = ${mode#bar} ] && [ $(( pba & 7 )) = ${mode#bar} ] ||
 	fail "x-msix-relocation=$mode: table and PBA are not in BAR${mode#bar}";;
+auto) [ $(( table & 7 )) != 0 ] || [ $(( table & ~7 )) != $((0x2000)) ] ||
+	fail "x-msix-relocation=auto: the table is still at BAR0+0x2000 (not relocated)";;
 esac
 bar=$(( table & 7 ))
 [ "$(sed -n "$((bar + 1))p" $dev/resource | awk '{ print $1 }')" != 0x0000000000000000 ] ||
