@@ -7,7 +7,13 @@
 # in the place MODE says, several queues get vectors and I/O queue
 # interrupts arrive, a pattern written with O_DIRECT reads back, a flush
 # goes through, and after rmmod/insmod nvme the data is still there.
-fail() { echo "nvme-test: FAIL: $*"; exit 1; }
+fail() {
+	echo "nvme-test: FAIL: $*"
+	echo "nvme-test: the nvme queues' interrupts and the kernel's last lines:"
+	grep nvme /proc/interrupts | sed 's/^/nvme-test:   /'
+	dmesg | tail -15 | sed 's/^/nvme-test:   /'
+	exit 1
+}
 BS=4096
 N=64                          # 256 KiB at the start ...
 TAIL=16                       # ... and 64 KiB at the end of the namespace
@@ -28,8 +34,27 @@ pattern() {  # pattern SEED BYTES
 		head -c $2
 }
 
-# /init has loaded the modules (lab/build.sh puts nvme and nvme_core in them).
-grep -q "^nvme " /proc/modules || fail "the nvme module is not loaded"
+# watched SECONDS WHAT CMD...: CMD in the background; a CMD still running
+# after SECONDS (a driver waiting on an interrupt that never comes) fails the
+# test with what the kernel says, instead of hanging it.
+watched() {
+	limit=$1 what=$2
+	shift 2
+	"$@" &
+	pid=$!
+	for i in $(seq $((limit * 10))); do
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 $pid 2>/dev/null && fail "$what: still running after ${limit}s"
+	wait $pid || fail "$what: exit $?"
+}
+load_nvme() {  # the modules lab/build.sh listed in nvme.order, nvme last
+	for m in $(cat /lib/modules/nvme.order); do
+		grep -q "^$m " /proc/modules || watched 60 "insmod $m" insmod /lib/modules/$m.ko
+	done
+}
+load_nvme
 wait_disk() {  # wait_disk WHEN: the namespace's block device appears
 	for i in $(seq 100); do
 		[ -b /dev/nvme0n1 ] && return 0
@@ -88,11 +113,10 @@ echo "nvme-test: /dev/nvme0n1 $size bytes, cache $(cat /sys/block/nvme0n1/queue/
 last=$(( size / BS - TAIL ))
 check() {  # check SEED WHAT: the start and the end of the namespace hold SEED's pattern
 	pattern $1 $((N * BS)) > /tmp/want.bin
-	dd if=/dev/nvme0n1 of=/tmp/got.bin bs=$BS count=$N iflag=direct 2>/dev/null || fail "$2: O_DIRECT read"
+	watched 60 "$2: O_DIRECT read" dd if=/dev/nvme0n1 of=/tmp/got.bin bs=$BS count=$N iflag=direct 2>/dev/null
 	cmp /tmp/want.bin /tmp/got.bin || fail "$2: the start differs from pattern '$1'"
 	head -c $((TAIL * BS)) /tmp/want.bin > /tmp/want-tail.bin
-	dd if=/dev/nvme0n1 of=/tmp/got.bin bs=$BS count=$TAIL skip=$last iflag=direct 2>/dev/null ||
-		fail "$2: O_DIRECT read at the end"
+	watched 60 "$2: O_DIRECT read at the end" dd if=/dev/nvme0n1 of=/tmp/got.bin bs=$BS count=$TAIL skip=$last iflag=direct 2>/dev/null
 	cmp /tmp/want-tail.bin /tmp/got.bin || fail "$2: the end differs from pattern '$1'"
 }
 if [ "$prev" != none ]; then
@@ -104,22 +128,20 @@ io_irqs() {  # interrupts on the I/O queues (not q0, the admin queue) so far
 }
 before=$(io_irqs)
 pattern $mode $((N * BS)) > /tmp/pattern.bin
-dd if=/tmp/pattern.bin of=/dev/nvme0n1 bs=$BS count=$N oflag=direct conv=notrunc 2>/dev/null ||
-	fail "O_DIRECT write"
-dd if=/tmp/pattern.bin of=/dev/nvme0n1 bs=$BS count=$TAIL seek=$last oflag=direct conv=notrunc 2>/dev/null ||
-	fail "O_DIRECT write at the end"
+watched 60 "O_DIRECT write" dd if=/tmp/pattern.bin of=/dev/nvme0n1 bs=$BS count=$N oflag=direct conv=notrunc 2>/dev/null
+watched 60 "O_DIRECT write at the end" dd if=/tmp/pattern.bin of=/dev/nvme0n1 bs=$BS count=$TAIL seek=$last oflag=direct conv=notrunc 2>/dev/null
 check $mode "read back"
 after=$(io_irqs)
 echo "nvme-test: wrote and read back $(( (N + TAIL) * BS )) bytes; I/O queue interrupts $before -> $after"
 [ "$after" -gt "$before" ] || fail "no interrupt on an I/O queue during the I/O"
 sync
-blockdev --flushbufs /dev/nvme0n1 || fail "blockdev --flushbufs"
+watched 60 "blockdev --flushbufs" blockdev --flushbufs /dev/nvme0n1
 echo "nvme-test: flushed"
 
 # ---- unload and load the driver: it resets the controller and sets up again -------------
-rmmod nvme || fail "rmmod nvme"
+watched 60 "rmmod nvme" rmmod nvme
 [ ! -b /dev/nvme0n1 ] || { sleep 1; [ ! -b /dev/nvme0n1 ] || fail "/dev/nvme0n1 still there after rmmod"; }
-insmod /lib/modules/nvme.ko || fail "insmod nvme again"
+load_nvme
 wait_disk "after reloading nvme"
 check $mode "after reloading nvme"
 [ "$(grep -c 'nvme0q[0-9]' /proc/interrupts)" -ge 2 ] || fail "after reloading: fewer than 2 queues with interrupts"
