@@ -16,6 +16,8 @@
 #     --modern-only         disable-legacy=on (ids 0x1042/0x1044, no I/O BAR)
 #     --mem SIZE            guest RAM (default 256M)
 #     --timeout SECONDS     kill QEMU after this long (default 300)
+#     --accel kvm|tcg       QEMU's accelerator (default kvm; tcg where there is
+#                           no /dev/kvm: correct, not fast)
 #     --qemu-arg ARG        pass ARG to QEMU as it is (repeatable)
 #
 # Exit status: the guest's (isa-debug-exit makes QEMU exit with
@@ -31,7 +33,7 @@ usage() {
 	exit 125
 }
 
-cache=writeback ioeventfd=on serial='' mem=256M timeout_s=300 modern=0 aio='' iothread=0
+cache=writeback ioeventfd=on serial='' mem=256M timeout_s=300 modern=0 aio='' iothread=0 accel=kvm
 disks=() serials=() rng=0 qemu_extra=()
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -45,6 +47,7 @@ while [ $# -gt 0 ]; do
 	--modern-only) modern=1; shift ;;
 	--mem) mem=$2; shift 2 ;;
 	--timeout) timeout_s=$2; shift 2 ;;
+	--accel) accel=$2; shift 2 ;;
 	--qemu-arg) qemu_extra+=("$2"); shift 2 ;;
 	-h|--help) usage ;;
 	--) shift; break ;;
@@ -66,13 +69,17 @@ case "$aio" in
 threads|io_uring) drive_cache="$drive_cache,aio=$aio" ;;
 *) echo "qemu-guest.sh: --aio threads|io_uring, not $aio" >&2; exit 125 ;;
 esac
+case "$accel" in
+kvm|tcg) ;;
+*) echo "qemu-guest.sh: --accel kvm|tcg, not $accel" >&2; exit 125 ;;
+esac
 case "$ioeventfd" in
 on|off) ;;
 *) echo "qemu-guest.sh: --ioeventfd on|off, not $ioeventfd" >&2; exit 125 ;;
 esac
 
 # shellcheck disable=SC2054  # commas inside QEMU option values
-args=(-M microvm,pcie=on -accel kvm -cpu qemu64,-cx16 -smp 1 -m "$mem"
+args=(-M microvm,pcie=on -accel "$accel" -cpu qemu64,-cx16 -smp 1 -m "$mem"
       -nodefaults -no-user-config -nographic -serial stdio
       -device isa-debug-exit,iobase=0xf4,iosize=4
       -kernel "$elf" -append "$cmdline")

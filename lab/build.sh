@@ -130,6 +130,9 @@ new_root "$groot"
 for m in virtio_pci virtio_blk virtio_rng; do
 	add_module "$m" "$groot/lib/modules" "$groot/lib/modules/order"
 done
+# nvme and what it needs: loaded by the nvme test itself (nvme.order), which
+# watches a load that hangs instead of /init blocking before any test runs.
+add_module nvme "$groot/lib/modules" "$groot/lib/modules/nvme.order"
 install -m 755 "$lab_src/guest-init" "$groot/init"
 # The nested guest's tests: kickvm.test=NAME runs /tests/NAME.sh.
 mkdir -p "$groot/tests"
@@ -146,6 +149,8 @@ install -m 755 "$lab_src/init" "$root/init"
 mkdir -p "$root/lab/groups" "$root/lab/nested"
 install -m 755 "$lab_src"/groups/*.sh "$root/lab/groups/"
 install -m 644 "$lab_src/lib.sh" "$root/lab/lib.sh"
+mkdir -p "$root/lab/lib"
+install -m 644 "$lab_src"/lib/*.sh "$root/lab/lib/"
 copy_with_libs "$root" "$build/src/cli/kickvm" /kickvm/bin/kickvm
 mkdir -p "$root/kickvm/guest"
 cp "$build"/guest/*.elf "$root/kickvm/guest/" 2>/dev/null || true

@@ -38,7 +38,9 @@ bash lab/build.sh "$build" || exit $?
 
 # A group asks for its QEMU devices in "# lab-qemu:" lines.
 extra=$(sed -n 's/^# lab-qemu: //p' "lab/groups/$group.sh" | sed "s|@LAB@|$out|g")
-case $extra in *nvme.img*) truncate -s 1M "$out/nvme.img";; esac
+# The nvme's disk starts empty on every boot: no data from an earlier run
+# can stand in for what a test wrote.
+case $extra in *nvme.img*) rm -f "$out/nvme.img"; truncate -s 1M "$out/nvme.img";; esac
 
 limit=${LAB_TIMEOUT:-$(sed -n 's/^# lab-timeout: //p' "lab/groups/$group.sh" | head -1)}
 limit=${limit:-300}

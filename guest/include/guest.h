@@ -218,7 +218,8 @@ static inline void irq_disable(void) { __asm__ volatile("cli" ::: "memory"); }
 /* sti; hlt: wait for the next interrupt (CPL0). */
 static inline void irq_wait(void)    { __asm__ volatile("sti; hlt" ::: "memory"); }
 /* Route @vector (32-255) to a counting handler: it adds one to
- * guest_irq_counts[vector] and EOIs (x2APIC), nothing else.  For drivers
+ * guest_irq_counts[vector] and EOIs (x2APIC, or xAPIC after apic_enable()
+ * chose it), nothing else.  For drivers
  * whose completion work runs at CPL3: the emulated CPL0 part stays a dozen
  * instructions.  CPL0 (it writes the IDT). */
 void irq_set_counter(unsigned vector);
@@ -230,6 +231,10 @@ static inline uint64_t irq_count(unsigned vector)
 }
 /* Switch the local APIC to x2APIC mode and software-enable it. */
 void x2apic_enable(void);
+/* Software-enable the local APIC: x2APIC mode where CPUID offers it, else
+ * xAPIC through its MMIO page (QEMU's TCG before 8.0 has no x2APIC).
+ * Returns this CPU's APIC id, the destination of MSI/MSI-X messages.  CPL0. */
+uint32_t apic_enable(void);
 static inline void x2apic_eoi(void) { wrmsr(0x80b, 0); }
 
 /* ---- freestanding string helpers ------------------------------------------------ */

@@ -44,6 +44,7 @@
 #define PCI_CMD_INTX_OFF   0x0400
 #define PCI_STATUS_CAPS    0x0010
 
+#define PCI_CAP_MSI        0x05
 #define PCI_CAP_MSIX       0x11
 #define PCI_CAP_VENDOR     0x09
 
@@ -105,6 +106,12 @@ void pci_disable_master(struct pci_dev *d);
 /* Offset of the first capability with @id after @after (0: from the start
  * of the list), or 0.  The walk is bounded, so a looped list ends. */
 uint8_t pci_find_cap(const struct pci_dev *d, uint8_t id, uint8_t after);
+
+/* MSI (PCI 3.0 §6.8.1), one vector: deliver it as @vector to the local
+ * APIC @apic_id (physical destination, fixed delivery, edge), unmasked, and
+ * enable MSI.  Returns 0, or -1 when the function has no MSI capability. */
+int pci_msi_enable(struct pci_dev *d, uint32_t apic_id, uint8_t vector);
+void pci_msi_disable(struct pci_dev *d);
 
 /* MSI-X (PCI 3.0 §6.8.2).  init: find the capability, locate table and
  * PBA in their (already placed) BARs, mask every entry, then enable MSI-X

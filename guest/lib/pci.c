@@ -320,7 +320,57 @@ uint8_t pci_find_cap(const struct pci_dev *d, uint8_t id, uint8_t after)
 	return 0;
 }
 
-/* ---- MSI-X ------------------------------------------------------------------------------ */
+/* ---- MSI and MSI-X ------------------------------------------------------------------------ */
+
+#define MSI_ADDR_BASE      0xfee00000u
+#define MSI_CTRL           2
+#define MSI_ADDR_LO        4
+#define MSI_CTRL_ENABLE    0x0001
+#define MSI_CTRL_MME       0x0070       /* multiple message enable: 0 = one vector */
+#define MSI_CTRL_64BIT     0x0080
+#define MSI_CTRL_MASKABLE  0x0100
+
+/* The message address of a fixed, edge, physical-destination interrupt. */
+static uint32_t msi_address(uint32_t apic_id)
+{
+	if (apic_id > 255)
+		GUEST_FAIL("MSI: APIC id %u does not fit an xAPIC-format address", apic_id);
+	return MSI_ADDR_BASE | apic_id << 12;
+}
+
+int pci_msi_enable(struct pci_dev *d, uint32_t apic_id, uint8_t vector)
+{
+	uint8_t cap = pci_find_cap(d, PCI_CAP_MSI, 0);
+	uint16_t ctrl;
+	uint32_t data, mask;
+
+	if (!cap)
+		return -1;
+	ctrl = pci_read16(d, cap + MSI_CTRL);
+	/* The layout after the address depends on 64-bit support:
+	 * 32-bit: data at 8, mask at 12; 64-bit: upper address at 8, data
+	 * at 12, mask at 16. */
+	data = ctrl & MSI_CTRL_64BIT ? 12 : 8;
+	mask = data + 4;
+	pci_write16(d, cap + MSI_CTRL, ctrl & ~(MSI_CTRL_ENABLE | MSI_CTRL_MME));
+	pci_write32(d, cap + MSI_ADDR_LO, msi_address(apic_id));
+	if (ctrl & MSI_CTRL_64BIT)
+		pci_write32(d, cap + MSI_ADDR_LO + 4, 0);
+	pci_write16(d, cap + data, vector);
+	if (ctrl & MSI_CTRL_MASKABLE)
+		pci_write32(d, cap + mask, 0);
+	pci_write16(d, cap + MSI_CTRL, (ctrl & ~MSI_CTRL_MME) | MSI_CTRL_ENABLE);
+	return 0;
+}
+
+void pci_msi_disable(struct pci_dev *d)
+{
+	uint8_t cap = pci_find_cap(d, PCI_CAP_MSI, 0);
+
+	if (cap)
+		pci_write16(d, cap + MSI_CTRL,
+			    pci_read16(d, cap + MSI_CTRL) & ~MSI_CTRL_ENABLE);
+}
 
 #define MSIX_CTRL          2
 #define MSIX_TABLE         4
@@ -329,7 +379,6 @@ uint8_t pci_find_cap(const struct pci_dev *d, uint8_t id, uint8_t after)
 #define MSIX_CTRL_FMASK    0x4000
 #define MSIX_ENTRY_SIZE    16
 #define MSIX_ENTRY_CTRL    12
-#define MSI_ADDR_BASE      0xfee00000u
 
 static uint64_t msix_region(struct pci_dev *d, uint32_t reg)
 {
@@ -369,12 +418,11 @@ void pci_msix_set(struct pci_msix *m, unsigned entry, uint32_t apic_id, uint8_t 
 {
 	uint64_t e = m->table + (uint64_t)entry * MSIX_ENTRY_SIZE;
 
-	if (entry >= m->nr_entries || apic_id > 255)
-		GUEST_FAIL("pci_msix_set: entry %u of %u, APIC id %u", entry, m->nr_entries,
-			   apic_id);
+	if (entry >= m->nr_entries)
+		GUEST_FAIL("pci_msix_set: entry %u of %u", entry, m->nr_entries);
 	/* Mask while rewriting, as the spec asks of software. */
 	pci_msix_mask(m, entry, true);
-	mmio_write32(e + 0, MSI_ADDR_BASE | apic_id << 12);
+	mmio_write32(e + 0, msi_address(apic_id));
 	mmio_write32(e + 4, 0);
 	mmio_write32(e + 8, vector);    /* fixed delivery, edge */
 	pci_msix_mask(m, entry, false);

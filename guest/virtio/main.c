@@ -20,40 +20,14 @@
  * reads the hypervisor CPUID leaves and the kvmclock scale.
  */
 #include "virtio_guest.h"
+#include "cmdline.h"
 
-#define MSR_X2APIC_ID        0x802
 #define MSR_KVM_SYSTEM_TIME  0x12
 #define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01
 #define KVM_FEATURE_CLOCKSOURCE  (1u << 0)
 #define KVM_FEATURE_CLOCKSOURCE2 (1u << 3)
 
 /* ---- command line (parsed at CPL3) ------------------------------------------------ */
-
-static bool parse_u64(const char *s, size_t n, uint64_t *out)
-{
-	uint64_t v = 0;
-	unsigned base = 10;
-
-	if (n > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
-		base = 16;
-		s += 2;
-		n -= 2;
-	}
-	if (n == 0)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		char c = s[i];
-		unsigned d = c >= '0' && c <= '9' ? (unsigned)(c - '0') :
-			     c >= 'a' && c <= 'f' ? (unsigned)(c - 'a' + 10) :
-			     c >= 'A' && c <= 'F' ? (unsigned)(c - 'A' + 10) : 99;
-
-		if (d >= base)
-			return false;
-		v = v * base + d;
-	}
-	*out = v;
-	return true;
-}
 
 static void copy_word(char *dst, size_t size, const char *s, size_t n)
 {
@@ -63,44 +37,40 @@ static void copy_word(char *dst, size_t size, const char *s, size_t n)
 	dst[n] = '\0';
 }
 
-static bool key_is(const char *k, size_t kn, const char *name)
+static void parse_kv(void *ctx, const char *k, size_t kn, const char *v, size_t vn)
 {
-	return strlen(name) == kn && !strncmp(k, name, kn);
-}
-
-static void parse_kv(struct args *a, const char *k, size_t kn, const char *v, size_t vn)
-{
+	struct args *a = ctx;
 	uint64_t n = 0;
-	bool num = parse_u64(v, vn, &n);
+	bool num = cmdline_u64(v, vn, &n);
 
-	if (key_is(k, kn, "mode"))
+	if (cmdline_key_is(k, kn, "mode"))
 		copy_word(a->mode, sizeof(a->mode), v, vn);
-	else if (key_is(k, kn, "op"))
+	else if (cmdline_key_is(k, kn, "op"))
 		copy_word(a->op, sizeof(a->op), v, vn);
-	else if (key_is(k, kn, "serial")) {
+	else if (cmdline_key_is(k, kn, "serial")) {
 		copy_word(a->serial, sizeof(a->serial), v, vn);
 		a->has_serial = true;
 	} else if (!num)
 		GUEST_FAIL("command line: %.*s=%.*s is not a number", (int)kn, k, (int)vn, v);
-	else if (key_is(k, kn, "qd"))
+	else if (cmdline_key_is(k, kn, "qd"))
 		a->qd = (unsigned)n;
-	else if (key_is(k, kn, "reqs"))
+	else if (cmdline_key_is(k, kn, "reqs"))
 		a->reqs = n;
-	else if (key_is(k, kn, "tsc_khz"))
+	else if (cmdline_key_is(k, kn, "tsc_khz"))
 		a->tsc_khz = n;
-	else if (key_is(k, kn, "irq"))
+	else if (cmdline_key_is(k, kn, "irq"))
 		a->irq = n != 0;
-	else if (key_is(k, kn, "disk"))
+	else if (cmdline_key_is(k, kn, "disk"))
 		a->disk = (unsigned)n;
-	else if (key_is(k, kn, "ecam"))
+	else if (cmdline_key_is(k, kn, "ecam"))
 		a->ecam = n;
-	else if (key_is(k, kn, "qsize"))
+	else if (cmdline_key_is(k, kn, "qsize"))
 		a->qsize = (unsigned)n;
-	else if (key_is(k, kn, "indirect"))
+	else if (cmdline_key_is(k, kn, "indirect"))
 		a->indirect = n != 0;
-	else if (key_is(k, kn, "event_idx"))
+	else if (cmdline_key_is(k, kn, "event_idx"))
 		a->no_event_idx = n == 0;
-	else if (key_is(k, kn, "quiet"))
+	else if (cmdline_key_is(k, kn, "quiet"))
 		a->quiet = n != 0;
 }
 
@@ -112,19 +82,8 @@ struct parse_job {
 static long parse_args(void *arg)
 {
 	struct parse_job *j = arg;
-	const char *p = j->cmdline;
 
-	while (*p) {
-		const char *w, *eq = NULL;
-
-		while (*p == ' ' || *p == '\t' || *p == '\n')
-			p++;
-		for (w = p; *p && *p != ' ' && *p != '\t' && *p != '\n'; p++)
-			if (*p == '=' && !eq)
-				eq = p;
-		if (eq)
-			parse_kv(j->a, w, (size_t)(eq - w), eq + 1, (size_t)(p - eq - 1));
-	}
+	cmdline_for_each(j->cmdline, parse_kv, j->a);
 	return 0;
 }
 
@@ -307,9 +266,8 @@ int guest_main(const char *cmdline)
 	     guest_on_kickvm() ? "kickvm" : "not kickvm");
 	if (args.irq) {
 		/* MSI-X messages are addressed by APIC id; the counting stubs EOI
-		 * through the x2APIC MSR. */
-		x2apic_enable();
-		args.apic_id = (uint32_t)rdmsr(MSR_X2APIC_ID);
+		 * through the x2APIC MSR (the xAPIC page under QEMU's TCG). */
+		args.apic_id = apic_enable();
 		/* run_user() takes RFLAGS along: CPL3 spins with interrupts on. */
 		irq_enable();
 	}

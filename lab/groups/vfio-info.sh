@@ -2,25 +2,8 @@
 # read them with `kickvm vfio-info`: regions, capabilities, IRQs.  The nvme's
 # BAR0 holds its MSI-X table: the kernel must say MSIX_MAPPABLE there.
 # lab-qemu: -device edu -drive if=none,id=nvm,file=@LAB@/nvme.img,format=raw -device nvme,serial=kickvm0,drive=nvm
-K=/kickvm/bin/kickvm
-fail() { echo "vfio-info: FAIL: $*"; exit 1; }
-
-find_dev() {  # find_dev VENDOR DEVICE -> BDF
-	for d in /sys/bus/pci/devices/*; do
-		if [ "$(cat $d/vendor)" = "$1" ] && [ "$(cat $d/device)" = "$2" ]; then
-			basename $d
-			return 0
-		fi
-	done
-	return 1
-}
-bind_vfio() {
-	echo vfio-pci > /sys/bus/pci/devices/$1/driver_override
-	[ -e /sys/bus/pci/devices/$1/driver ] && echo $1 > /sys/bus/pci/devices/$1/driver/unbind
-	echo $1 > /sys/bus/pci/drivers_probe
-	[ "$(basename $(readlink /sys/bus/pci/devices/$1/driver))" = vfio-pci ] ||
-		fail "$1 did not bind to vfio-pci"
-}
+GROUP=vfio-info
+. /lab/lib/vfio.sh
 
 edu=$(find_dev 0x1234 0x11e8) || fail "no edu device (QEMU -device edu)"
 nvme=$(find_dev 0x1b36 0x0010) || fail "no nvme device (QEMU -device nvme)"
