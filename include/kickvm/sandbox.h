@@ -70,4 +70,13 @@ bool sandbox_default_off(void);
  */
 int sandbox_enter(enum sandbox_class cls);
 
+/*
+ * The QMP monitor's socket (kickvm/qmp.h) is served by the main loop: with
+ * @on, the main loop's list also has the monitor group (accepting and
+ * closing connections, sending and receiving on them, removing the socket's
+ * path at exit).  Set before the main loop enters its sandbox; off by
+ * default, so a machine without a monitor has no such call allowed.
+ */
+void sandbox_allow_monitor(bool on);
+
 #endif

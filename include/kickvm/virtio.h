@@ -114,6 +114,7 @@ struct virtio_dev {
 	const struct virtio_transport_ops *transport;
 	void *transport_opaque;
 	bool broken;                   /* NEEDS_RESET set */
+	char broken_reason[160];       /* why, set before @broken */
 };
 
 /* Initialise @vdev for @ops (offered features: ops->features | VERSION_1 |
