@@ -135,6 +135,8 @@ static json_object *parse_json(const char *line, size_t len, struct qmp_error *e
 {
 	struct json_tokener *tok;
 	json_object *obj = NULL;
+	enum json_tokener_error jerr;
+	size_t end;
 
 	if (len > QMP_MAX_LINE || memchr(line, '\0', len)) {
 		qmp_set_error(err, QMP_ERR_GENERIC, "JSON parse error, %s",
@@ -148,20 +150,25 @@ static json_object *parse_json(const char *line, size_t len, struct qmp_error *e
 	}
 	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
 	obj = json_tokener_parse_ex(tok, line, (int)len);
-	if (json_tokener_get_error(tok) == json_tokener_continue) {
+	end = json_tokener_get_parse_end(tok);
+	jerr = json_tokener_get_error(tok);
+	if (jerr == json_tokener_continue) {
 		/* End of the line inside a value: flush what json-c holds (a
 		 * bare number ends only at the end of the input). */
 		obj = json_tokener_parse_ex(tok, "", 1);
+		jerr = json_tokener_get_error(tok);
+		end = len;
 	}
-	if (!obj || json_tokener_get_error(tok) != json_tokener_success) {
+	if (jerr != json_tokener_success) {
 		qmp_set_error(err, QMP_ERR_GENERIC, "JSON parse error, %s",
-			      obj ? "trailing characters" :
-			      json_tokener_error_desc(json_tokener_get_error(tok)));
+			      json_tokener_error_desc(jerr));
 		json_object_put(obj);
 		obj = NULL;
+	} else if (!obj) {
+		qmp_set_error(err, QMP_ERR_GENERIC, "QMP input must be a JSON object");
 	} else {
 		/* Only blanks may follow the value on its line. */
-		for (size_t i = json_tokener_get_parse_end(tok); i < len; i++) {
+		for (size_t i = end; i < len; i++) {
 			if (!strchr(" \t\r", line[i])) {
 				qmp_set_error(err, QMP_ERR_GENERIC,
 					      "JSON parse error, trailing characters");

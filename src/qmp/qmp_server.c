@@ -6,7 +6,8 @@
  *
  * Nothing a client does can stall the loop or grow without bound: sockets
  * are non-blocking, one read per wake-up per client, a request line is at
- * most QMP_MAX_LINE bytes (longer: an error, then the connection closes),
+ * most QMP_MAX_LINE bytes (longer: an error, and the rest of that line is
+ * discarded as it comes),
  * and a client that does not read its replies and events is dropped once
  * QMP_MAX_OUTPUT bytes wait for it.
  */
@@ -32,7 +33,7 @@ struct qmp_client {
 	int fd;
 	unsigned serial;            /* for logs */
 	bool negotiated;
-	bool closing;               /* close once the output is written */
+	bool discarding;            /* in a line too long: dropped up to its end */
 	bool dead;                  /* closed; freed when its handler returns */
 	bool in_handler;
 	bool want_write;            /* the write handler is registered */
@@ -96,7 +97,7 @@ static void update_handlers(struct qmp_client *c)
 	if (want == c->want_write || c->dead)
 		return;
 	c->want_write = want;
-	event_loop_set_fd_handler(c->s->loop, c->fd, c->closing ? NULL : on_client_read,
+	event_loop_set_fd_handler(c->s->loop, c->fd, on_client_read,
 				  want ? on_client_write : NULL, c);
 }
 
@@ -200,32 +201,42 @@ static void handle_line(struct qmp_client *c, const char *line, size_t len)
 }
 
 /* Serve every complete line in the buffer; keep the unfinished tail. */
+static bool blank(const char *p, size_t len)
+{
+	while (len && (*p == ' ' || *p == '\t' || *p == '\r'))
+		p++, len--;
+	return !len;
+}
+
 static void handle_input(struct qmp_client *c)
 {
 	size_t start = 0;
 	char *nl;
 
-	while (!c->dead && !c->closing &&
-	       (nl = memchr(c->in + start, '\n', c->in_len - start))) {
+	while (!c->dead && (nl = memchr(c->in + start, '\n', c->in_len - start))) {
 		size_t len = (size_t)(nl - (c->in + start));
 
-		if (len && c->in[start + len - 1] == '\r')
-			len--;
-		if (len)
+		if (c->discarding)
+			c->discarding = false;     /* the end of the long line */
+		else if (!blank(c->in + start, len))
 			handle_line(c, c->in + start, len);
 		start = (size_t)(nl - c->in) + 1;
 	}
 	if (c->dead)
 		return;
+	if (c->discarding) {
+		c->in_len = 0;
+		return;
+	}
 	memmove(c->in, c->in + start, c->in_len - start);
 	c->in_len -= start;
-	if (c->in_len > QMP_MAX_LINE && !c->closing) {
+	if (c->in_len > QMP_MAX_LINE) {
 		struct qmp_error err;
 
-		qmp_set_error(&err, QMP_ERR_GENERIC, "request longer than %u bytes: closing",
+		qmp_set_error(&err, QMP_ERR_GENERIC, "request longer than %u bytes: ignored",
 			      QMP_MAX_LINE);
 		log_warn_rl("qmp", "client %u: %s", c->serial, err.desc);
-		c->closing = true;
+		c->discarding = true;
 		c->in_len = 0;
 		client_send(c, qmp_build_error(&err, NULL));
 	}
@@ -258,8 +269,6 @@ static void on_client_read(void *opaque)
 		c->in_len += (size_t)n;
 		handle_input(c);
 	}
-	if (!c->dead && c->closing && c->out_off == c->out_len)
-		client_close(c, "request too long");
 out:
 	c->in_handler = false;
 	if (c->dead)
@@ -273,8 +282,6 @@ static void on_client_write(void *opaque)
 	c->in_handler = true;
 	if (client_flush(c) < 0)
 		client_close(c, "peer gone");
-	else if (c->closing && c->out_off == c->out_len)
-		client_close(c, "request too long");
 	else
 		update_handlers(c);
 	c->in_handler = false;
@@ -342,7 +349,7 @@ void qmp_server_event(struct qmp_server *s, const char *name, json_object *data)
 	log_debug("qmp", "event %s", name);
 	for (c = s->clients; c; c = next) {
 		next = c->next;
-		if (c->negotiated && !c->closing)
+		if (c->negotiated)
 			client_send(c, line ? strdup(line) : NULL);
 	}
 	free(line);
