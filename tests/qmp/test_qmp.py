@@ -211,6 +211,13 @@ def fake_mode(server, kickvm):
         print("\n".join("    " + l for l in lines))
         p = run_stat(kickvm, os.path.join(tmp, "nothing-here"), "--once")
         check(p.returncode == 2, "kickvm stat on a missing socket: status 2")
+        # Bad -qmp / -S: status 2 before any machine (no KVM needed).
+        for args, msg in ((["-S"], "-S needs -qmp"),
+                          (["-qmp", "tcp:localhost:4444"], "unix:PATH"),
+                          (["-qmp", "unix:" + path + ",server=off"], "only listens")):
+            p = subprocess.run([kickvm, "run"] + args, capture_output=True, text=True,
+                               timeout=30)
+            check(p.returncode == 2 and msg in p.stderr, "kickvm run %s: status 2" % " ".join(args))
 
         r = a.cmd("system_reset")
         check("return" in r and a.event("RESET")["data"]["reason"] == "host-qmp-system-reset",
@@ -286,6 +293,15 @@ def kvm_mode(kickvm, script_guest):
         check(e is not None and e["data"]["reason"] == "host-qmp-quit", "SHUTDOWN host-qmp-quit")
         check(vm.wait(timeout=WAIT) == 0, "kickvm ends with status 0 after quit")
         c.close()
+
+        # A path that is not a socket is never replaced.
+        with open(path, "w") as f:
+            f.write("precious")
+        p = subprocess.run([kickvm, "run", "-qmp", "unix:" + path, script_guest],
+                           capture_output=True, text=True, timeout=30)
+        check(p.returncode == 2 and "not a socket" in p.stderr and
+              open(path).read() == "precious", "-qmp on a regular file: refused, file kept")
+        os.unlink(path)
 
         # system_reset: kickvm ends the machine as QEMU's -no-reboot does.
         vm = start_vm(kickvm, path, ["-a", "cpl3; w4 0xfe001300 1 4000000000", script_guest])
