@@ -146,7 +146,7 @@ static const unsigned long vfio_runtime_ioctls[] = {
  */
 static const int monitor_calls[] = {
 	SYS(accept4), SYS(accept), SYS(recvfrom), SYS(recvmsg), SYS(sendto), SYS(sendmsg),
-	SYS(shutdown), SYS(unlink),
+	SYS(shutdown), SYS(unlink), SYS(unlinkat),
 };
 
 enum group {
