@@ -18,6 +18,7 @@
 
 #include "harness.h"
 #include "kickvm/qmp.h"
+#include "qmp_client.h"
 
 #define COUNTING_GUEST "ncpus=2; cpl3; w4 0xfe001300 1 4000000000"
 #define WAIT_NS (10ull * 1000000000ull)
@@ -25,9 +26,7 @@
 struct client {
 	char path[64];
 	const char *script;            /* what the client does: "quit", "reset", "cont" */
-	int fd;
-	char buf[1 << 16];
-	size_t len;
+	struct qmp_test_client conn;
 	/* what it saw */
 	char prelaunch_status[16], paused_status[16], shutdown_reason[48];
 	bool shutdown_guest, resume_seen, stop_seen, reset_seen;
@@ -39,22 +38,7 @@ struct client {
 
 static json_object *next_line(struct client *c)
 {
-	char *nl;
-
-	while (!(nl = memchr(c->buf, '\n', c->len))) {
-		ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
-
-		if (n <= 0)
-			return NULL;
-		c->len += (size_t)n;
-	}
-	*nl = '\0';
-	json_object *o = json_tokener_parse(c->buf);
-	size_t used = (size_t)(nl - c->buf) + 1;
-
-	memmove(c->buf, c->buf + used, c->len - used);
-	c->len -= used;
-	return o;
+	return qmp_test_line(&c->conn);
 }
 
 static void note_event(struct client *c, json_object *o)
@@ -80,7 +64,7 @@ static json_object *cmd(struct client *c, const char *req)
 	char line[256];
 	int n = snprintf(line, sizeof(line), "%s\n", req);
 
-	if (send(c->fd, line, (size_t)n, MSG_NOSIGNAL) != n)
+	if (send(c->conn.fd, line, (size_t)n, MSG_NOSIGNAL) != n)
 		return NULL;
 	for (;;) {
 		json_object *o = next_line(c), *ret;
@@ -140,15 +124,11 @@ static uint64_t wait_mmio_above(struct client *c, uint64_t above)
 static void *client_thread(void *opaque)
 {
 	struct client *c = opaque;
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 10 };
 	json_object *o;
+	int ret = qmp_test_connect(&c->conn, c->path, 10);
 
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", c->path);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	if (connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)) < 0) {
-		snprintf(c->error, sizeof(c->error), "connect: %s", strerror(errno));
+	if (ret < 0) {
+		snprintf(c->error, sizeof(c->error), "connect: %s", strerror(-ret));
 		return NULL;
 	}
 	json_object_put(next_line(c));                  /* greeting */
@@ -184,7 +164,7 @@ static void *client_thread(void *opaque)
 		note_event(c, o);
 		json_object_put(o);
 	}
-	close(c->fd);
+	close(c->conn.fd);
 	return NULL;
 }
 

@@ -27,6 +27,7 @@
 #include "kickvm/log.h"
 #include "kickvm/qmp.h"
 #include "kickvm/sandbox.h"
+#include "qmp_client.h"
 #include "qmp_fake.h"
 
 #define WAIT_NS (5ull * 1000000000ull)
@@ -780,41 +781,6 @@ static pid_t start_sandboxed(const char *path, bool allow, int *err_fd)
 	return pid;
 }
 
-/* A blocking line read for the parent (bounded by SO_RCVTIMEO). */
-static json_object *blocking_line(struct client *c)
-{
-	char *nl;
-
-	while (!(nl = memchr(c->buf, '\n', c->len))) {
-		ssize_t n = recv(c->fd, c->buf + c->len, sizeof(c->buf) - 1 - c->len, 0);
-
-		if (n <= 0)
-			return NULL;
-		c->len += (size_t)n;
-	}
-	*nl = '\0';
-	{
-		json_object *o = json_tokener_parse(c->buf);
-		size_t len = (size_t)(nl - c->buf) + 1;
-
-		memmove(c->buf, c->buf + len, c->len - len);
-		c->len -= len;
-		return o;
-	}
-}
-
-static void blocking_connect(const char *path, struct client *c)
-{
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	struct timeval tv = { .tv_sec = 5 };
-
-	memset(c, 0, sizeof(*c));
-	snprintf(addr.sun_path, sizeof(addr.sun_path), "%s", path);
-	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	assert_int_equal(connect(c->fd, (struct sockaddr *)&addr, sizeof(addr)), 0);
-}
-
 static void test_sandboxed_main_loop(void **state)
 {
 	static const char *const requests[] = {
@@ -823,7 +789,7 @@ static void test_sandboxed_main_loop(void **state)
 		"{\"execute\":\"query-exit-stats\"}\n", "{\"execute\":\"quit\"}\n",
 	};
 	char dir[] = "/tmp/kickvm-qmpsbXXXXXX", path[64], err[512] = "";
-	struct client *c = calloc(1, sizeof(*c));
+	struct qmp_test_client *c = calloc(1, sizeof(*c));
 	int status, err_fd, replies = 0;
 	bool shutdown_seen = false;
 	json_object *o;
@@ -835,14 +801,14 @@ static void test_sandboxed_main_loop(void **state)
 
 	/* With the monitor group: every command served, SHUTDOWN out, path gone. */
 	pid = start_sandboxed(path, true, &err_fd);
-	blocking_connect(path, c);
-	o = blocking_line(c);
+	assert_int_equal(qmp_test_connect(c, path, 5), 0);
+	o = qmp_test_line(c);
 	assert_non_null(o);                   /* the greeting */
 	json_object_put(o);
 	for (size_t i = 0; i < sizeof(requests) / sizeof(requests[0]); i++)
 		assert_int_equal(send(c->fd, requests[i], strlen(requests[i]), MSG_NOSIGNAL),
 				 (ssize_t)strlen(requests[i]));
-	while ((o = blocking_line(c))) {
+	while ((o = qmp_test_line(c))) {
 		replies += json_object_object_get_ex(o, "return", NULL);
 		shutdown_seen |= get_str(o, "event") && !strcmp(get_str(o, "event"), "SHUTDOWN");
 		json_object_put(o);
@@ -859,8 +825,8 @@ static void test_sandboxed_main_loop(void **state)
 
 	/* Without it, the first accept ends the process, naming the call. */
 	pid = start_sandboxed(path, false, &err_fd);
-	blocking_connect(path, c);
-	assert_null(blocking_line(c));
+	assert_int_equal(qmp_test_connect(c, path, 5), 0);
+	assert_null(qmp_test_line(c));
 	close(c->fd);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	memset(err, 0, sizeof(err));
