@@ -179,8 +179,10 @@ static int run_with_client(struct machine *m, struct client *c, const char *scri
 	assert_int_equal(machine_monitor_start(m, c->path, true, false, &why), 0);
 	assert_int_equal(pthread_create(&t, NULL, client_thread, c), 0);
 	ret = machine_run(m);
-	pthread_join(t, NULL);
+	/* The client reads events until the connection closes: with the
+	 * machine's destruction, after the SHUTDOWN machine_run() flushed. */
 	machine_destroy(m);
+	pthread_join(t, NULL);
 	assert_int_equal(access(c->path, F_OK), -1);   /* the path went with it */
 	if (c->error[0])
 		fail_msg("client: %s", c->error);
