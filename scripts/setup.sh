@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 # qemu-system-x86: the lab (a software-emulated host with a real KVM) and the
 # QEMU comparison benchmark.
 packages=(meson ninja-build gcc pkg-config libcmocka-dev liburing-dev
-          clang libclang-rt-14-dev qemu-system-x86 libseccomp-dev)
+          clang libclang-rt-14-dev qemu-system-x86 libseccomp-dev libjson-c-dev)
 missing=()
 for p in "${packages[@]}"; do
 	dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

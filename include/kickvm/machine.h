@@ -13,6 +13,7 @@
 #ifndef KICKVM_MACHINE_H
 #define KICKVM_MACHINE_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -81,6 +82,13 @@ struct machine {
 	_Atomic bool stopping;
 	int exit_status;              /* valid once stopping */
 	bool guest_failed;            /* a guest assertion or an exception */
+
+	/* Paused (QMP stop, -S): vCPU threads park between two KVM_RUNs. */
+	pthread_mutex_t pause_lock;
+	pthread_cond_t pause_cond;    /* parked count changed, or resume/stop */
+	_Atomic bool pause_requested;
+	int vcpus_parked;             /* under pause_lock */
+	struct machine_monitor *monitor;  /* the QMP socket, or NULL */
 };
 
 /*
@@ -156,6 +164,30 @@ int machine_add_vfio_pci(struct machine *m, const struct machine_vfio_opts *o,
 int machine_run(struct machine *m);
 /* Ask the machine to stop with @status; any thread. */
 void machine_request_stop(struct machine *m, int status);
+
+/*
+ * Pause the machine: every vCPU thread parks at its next exit (a kick makes
+ * one at once) until machine_resume().  Called before machine_run(), the
+ * vCPUs start parked (kickvm run -S).  Waits up to @timeout_ms for every
+ * running vCPU thread to park: -ETIMEDOUT if one has not yet (it parks at
+ * its next exit; a vCPU waiting on the calling thread cannot park).  Any
+ * thread but a vCPU's.  machine_request_stop() ends a pause.
+ */
+int machine_pause(struct machine *m, int timeout_ms);
+void machine_resume(struct machine *m);
+bool machine_paused(struct machine *m);
+
+/*
+ * The QMP monitor (kickvm/qmp.h) on the unix socket @path, served by the
+ * main loop: query-status, stop/cont, system_reset, quit, the info dumps,
+ * query-ioeventfds, query-exit-stats; events STOP, RESUME, RESET,
+ * POWERDOWN, SHUTDOWN (sent when machine_run() ends, with the cause) and
+ * NEEDS_RESET (a virtio device broken by its driver).  @start_paused: -S
+ * (query-status says "prelaunch" until cont).  @wait: wait in this call
+ * for a first client (wait=on).  Freed by machine_destroy().
+ */
+int machine_monitor_start(struct machine *m, const char *path, bool start_paused, bool wait,
+			  const char **why);
 
 /* ---- step API ------------------------------------------------------------- */
 

@@ -77,4 +77,13 @@ int sandbox_enter(enum sandbox_class cls);
  * (tests check that machine_run() sandboxes every thread it should). */
 unsigned long sandbox_threads_entered(enum sandbox_class cls);
 
+/*
+ * The QMP monitor's socket (kickvm/qmp.h) is served by the main loop: with
+ * @on, the main loop's list also has the monitor group (accepting and
+ * closing connections, sending and receiving on them, removing the socket's
+ * path at exit).  Set before the main loop enters its sandbox; off by
+ * default, so a machine without a monitor has no such call allowed.
+ */
+void sandbox_allow_monitor(bool on);
+
 #endif

@@ -129,6 +129,7 @@ struct virtio_dev {
 	bool broken;                   /* NEEDS_RESET set */
 	bool dma_off;                  /* virtio_set_dma(): guest memory is off limits */
 	bool config_irq_held;          /* a config interrupt due while dma_off */
+	char broken_reason[160];       /* why, set before @broken */
 };
 
 /* Initialise @vdev for @ops (offered features: ops->features | VERSION_1 |

@@ -14,6 +14,7 @@ int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int bench_blk(int argc, char **argv);
 int cmd_vfio_info(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
 
 #include "kickvm/kvm.h"
 

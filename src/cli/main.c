@@ -19,6 +19,8 @@ static void print_usage(FILE *out)
 		"       kickvm bench blk [--qd N] [--json]\n"
 		"                                      virtio-blk 4 KiB random I/O, ioeventfd on/off\n"
 		"       kickvm vfio-info BDF           regions and IRQs of a device bound to vfio-pci\n"
+		"       kickvm stat [--once] [--json] SOCKET\n"
+		"                                      live exits and doorbells per second (QMP)\n"
 		"       kickvm help | --help | --version\n"
 		"\n'kickvm run --help' lists the run options.\n");
 }
@@ -113,6 +115,8 @@ int main(int argc, char **argv)
 		return cmd_bench(argc - 1, argv + 1);
 	if (!strcmp(cmd, "vfio-info"))
 		return cmd_vfio_info(argc - 1, argv + 1);
+	if (!strcmp(cmd, "stat"))
+		return cmd_stat(argc - 1, argv + 1);
 	if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
 		print_usage(stdout);
 		return 0;

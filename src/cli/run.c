@@ -12,6 +12,7 @@
 #include "kickvm/boot.h"
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
+#include "kickvm/qmp.h"
 #include "kickvm/sandbox.h"
 #include "kickvm/trace.h"
 
@@ -49,6 +50,11 @@ static void run_help(void)
 	       "                           thread runs under an allow-list of system calls;\n"
 	       "                           a forbidden call ends kickvm (status %d) naming it;\n"
 	       "                           log lets it through and the kernel logs it (dmesg)%s\n"
+	       "  -qmp unix:PATH[,server=on][,wait=off]\n"
+	       "                           a QMP monitor socket (mode 0600): query, stop, cont,\n"
+	       "                           reset, quit, stats (kickvm stat PATH); wait=on waits\n"
+	       "                           for a client before the guest starts\n"
+	       "  -S                       start with the vCPUs stopped until QMP 'cont'\n"
 	       "  -v, --verbose            log more (repeat for debug)\n"
 	       "  -h, --help               this text\n\n"
 	       "The exit status is the guest's; 2 means a bad command line or guest file.\n",
@@ -137,6 +143,42 @@ static int add_devices(struct machine *m, struct device_spec *devices, int nr_de
 	return 0;
 }
 
+/* -qmp and -S, checked before any machine exists: an exit status or 0. */
+static int check_monitor_spec(const char *spec, bool start_paused)
+{
+	const char *why = NULL;
+	char *path = NULL;
+	bool wait;
+
+	if (!spec && start_paused)
+		return usage_error("run ", "-S needs -qmp: nothing could ever say 'cont'");
+	if (spec && qmp_parse_address(spec, &path, &wait, &why) < 0)
+		return usage_error("run ", "-qmp %s: %s", spec, why ? why : "bad address");
+	free(path);
+	return 0;
+}
+
+/* Returns an exit status or 0. */
+static int start_monitor(struct machine *m, const char *spec, bool start_paused)
+{
+	const char *why = NULL;
+	char *path = NULL;
+	bool wait;
+	int ret;
+
+	if (!spec)
+		return 0;
+	ret = qmp_parse_address(spec, &path, &wait, &why);
+	if (!ret)
+		ret = machine_monitor_start(m, path, start_paused, wait, &why);
+	if (ret < 0)
+		fprintf(stderr, "kickvm: -qmp %s: %s (%s)\n", spec, why ? why : "error", strerror(-ret));
+	free(path);
+	/* A path that is not a socket, or in use, is the user's to fix. */
+	return ret == 0 ? 0 : ret == -EEXIST || ret == -EADDRINUSE || ret == -ENOENT ||
+	       ret == -EACCES || ret == -ENAMETOOLONG ? EXIT_USAGE : 1;
+}
+
 int cmd_run(int argc, char **argv)
 {
 /* A bad option after a -device must still free what was parsed. */
@@ -156,6 +198,8 @@ int cmd_run(int argc, char **argv)
 		{ "kernel", required_argument, NULL, 'K' },
 		{ "initrd", required_argument, NULL, 'R' },
 		{ "seccomp", required_argument, NULL, 'Z' },
+		{ "qmp", required_argument, NULL, 'Q' },
+		{ "S", no_argument, NULL, 'P' },  /* -S: start paused (QEMU's) */
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -172,6 +216,8 @@ int cmd_run(int argc, char **argv)
 	struct object_spec iothreads[MAX_OBJECTS];
 	int nr_devices = 0, nr_objects = 0;
 	char err[160];
+	const char *qmp_spec = NULL;  /* -qmp */
+	bool start_paused = false;    /* -S */
 
 	machine_config_defaults(&cfg);
 	optind = 1;
@@ -245,6 +291,12 @@ int cmd_run(int argc, char **argv)
 			if (sandbox_parse_mode(optarg, &sandbox) < 0)
 				FAIL_USAGE("--seccomp takes on, off or log, not '%s'", optarg);
 			break;
+		case 'Q':
+			qmp_spec = optarg;
+			break;
+		case 'P':
+			start_paused = true;
+			break;
 		case 'v':
 			verbose++;
 			break;
@@ -257,6 +309,8 @@ int cmd_run(int argc, char **argv)
 		}
 	}
 	ret = check_device_specs(devices, nr_devices, iothreads, nr_objects);
+	if (!ret)
+		ret = check_monitor_spec(qmp_spec, start_paused);
 	if (ret)
 		goto out_specs;
 	if (argc - optind > 1) {
@@ -316,6 +370,11 @@ int cmd_run(int argc, char **argv)
 		/* A kernel or initrd that does not fit (-ENOMEM) wants a larger -m. */
 		ret = ret == -ENOEXEC || ret == -E2BIG || ret == -ENOENT ||
 		      (kernel && ret == -ENOMEM) ? EXIT_USAGE : 1;
+		goto out_specs;
+	}
+	ret = start_monitor(m, qmp_spec, start_paused);
+	if (ret) {
+		machine_destroy(m);
 		goto out_specs;
 	}
 	ret = machine_run(m);

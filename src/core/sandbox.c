@@ -140,10 +140,21 @@ static const unsigned long vfio_runtime_ioctls[] = {
 	VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_RESET,
 };
 
+/*
+ * The QMP monitor on the main loop (only with a monitor: sandbox_allow_monitor):
+ * new connections, requests in, replies and events out, the flush of the
+ * last event (poll is in the event group), and the socket's path removed
+ * when the machine is torn down.  No socket is created after set-up.
+ */
+static const int monitor_calls[] = {
+	SYS(accept4), SYS(accept), SYS(recvfrom), SYS(recvmsg), SYS(sendto), SYS(sendmsg),
+	SYS(shutdown), SYS(unlink), SYS(unlinkat),
+};
+
 enum group {
 	G_EVENTS = 1 << 0, G_BLOCK_IO = 1 << 1, G_IO_URING = 1 << 2,
 	G_VM_IOCTLS = 1 << 3, G_VCPU_IOCTLS = 1 << 4, G_VFIO = 1 << 5,
-	G_VCPU_STATE = 1 << 6, G_SIGNAL_SETUP = 1 << 7,
+	G_VCPU_STATE = 1 << 6, G_SIGNAL_SETUP = 1 << 7, G_MONITOR = 1 << 8,
 };
 
 static const struct class_def {
@@ -164,6 +175,9 @@ static const struct class_def {
 /* ---- mode ------------------------------------------------------------------- */
 
 static _Atomic enum sandbox_mode current_mode = BUILT_WITH_ASAN ? SANDBOX_OFF : SANDBOX_ON;
+static _Atomic bool monitor_allowed;
+
+void sandbox_allow_monitor(bool on) { monitor_allowed = on; }
 
 bool sandbox_default_off(void) { return BUILT_WITH_ASAN; }
 void sandbox_set_mode(enum sandbox_mode mode) { current_mode = mode; }
@@ -358,6 +372,8 @@ static int add_rules(scmp_filter_ctx ctx, unsigned groups)
 		r = allow_all(ctx, signal_setup_calls, ARRAY_LEN(signal_setup_calls));
 	if (!r && (groups & G_VFIO))
 		r = allow_ioctls(ctx, vfio_runtime_ioctls, ARRAY_LEN(vfio_runtime_ioctls));
+	if (!r && (groups & G_MONITOR))
+		r = allow_all(ctx, monitor_calls, ARRAY_LEN(monitor_calls));
 	return r;
 }
 
@@ -383,7 +399,8 @@ int sandbox_enter(enum sandbox_class cls)
 		log_error("sandbox", "cannot start a seccomp filter");
 		return -ENOMEM;
 	}
-	r = add_rules(ctx, classes[cls].groups);
+	r = add_rules(ctx, classes[cls].groups |
+		      (cls == SANDBOX_MAIN_LOOP && monitor_allowed ? G_MONITOR : 0));
 	if (r < 0) {
 		log_error("sandbox", "cannot build the %s filter: %s", classes[cls].name,
 			  strerror(-r));

@@ -95,6 +95,7 @@ int machine_create(const struct machine_config *cfg, struct machine **out, const
 	if (!m)
 		return -ENOMEM;
 	m->cfg = *cfg;
+	machine_pause_init(m);
 	ret = kvm_open(cfg->kvm_path, &m->kvm, why);
 	if (ret < 0)
 		goto fail;
@@ -217,6 +218,7 @@ void machine_request_stop(struct machine *m, int status)
 	 * still failed. */
 	if (atomic_compare_exchange_strong(&m->stopping, &expected, true))
 		m->exit_status = status;
+	machine_pause_wake(m);
 	for (int i = 0; i < m->nr_vcpus; i++)
 		vcpu_kick(m->vcpus[i]);
 	if (m->main_loop)
@@ -227,6 +229,7 @@ void machine_destroy(struct machine *m)
 {
 	if (!m)
 		return;
+	machine_monitor_free(m);
 	/* Devices first: their doorbells deregister from KVM through the
 	 * address spaces, which must still exist; and their work stops before
 	 * the iothreads it runs on. */

@@ -7,4 +7,17 @@
 /* Unplug and free every -device, before the iothreads they run on go. */
 void machine_remove_devices(struct machine *m);
 
+/* Pause state: set up, and the wake-up machine_request_stop() gives
+ * parked vCPUs (vcpu_loop.c). */
+void machine_pause_init(struct machine *m);
+void machine_pause_wake(struct machine *m);
+/* On a vCPU thread between two runs: park while the machine is paused. */
+void machine_park_if_paused(struct machine *m, int cpu);
+
+/* The monitor (monitor.c): tell clients how the machine ended (SHUTDOWN)
+ * before machine_run() returns; @host_signal: the stop signal that ended
+ * it, 0 if none.  machine_monitor_free() at destruction. */
+void machine_monitor_machine_ended(struct machine *m, int host_signal);
+void machine_monitor_free(struct machine *m);
+
 #endif

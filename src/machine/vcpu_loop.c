@@ -18,6 +18,8 @@
 #include "kickvm/sandbox.h"
 #include "kickvm/trace.h"
 
+#include "machine/machine_internal.h"
+
 /* The exit being dispatched on this thread, so that a device deep in a
  * callback can hand a ucall to whoever steps this vCPU. */
 static __thread struct machine_exit *current_exit;
@@ -163,7 +165,9 @@ int machine_vcpu_run_until_event(struct machine *m, int cpu, struct machine_exit
 		/* EAGAIN: a vCPU waiting for SIPI took an INIT (Linux starting
 		 * its APs); KVM wants KVM_RUN again, which waits for the SIPI. */
 		if (ret == -EINTR || ret == -EAGAIN) {
-			if (m->stopping)
+			/* A pause (machine_pause) also returns: the vCPU
+			 * thread parks, with no exit pending. */
+			if (m->stopping || atomic_load(&m->pause_requested))
 				return MACHINE_STOPPED;
 			continue;
 		}
@@ -187,8 +191,12 @@ static void *vcpu_thread(void *opaque)
 		return NULL;
 	}
 	while (!m->stopping) {
+		machine_park_if_paused(m, v->index);
+		if (m->stopping)
+			break;
 		ret = machine_vcpu_run_until_event(m, v->index, NULL);
-		if (ret == MACHINE_STOPPED || ret < 0)
+		/* MACHINE_STOPPED without stopping: a pause. */
+		if (ret < 0 || (ret == MACHINE_STOPPED && m->stopping))
 			break;
 	}
 	if (ret < 0 && ret != -EFAULT) {
@@ -359,6 +367,8 @@ int machine_run(struct machine *m)
 			pthread_join(loop_thread, NULL);
 	}
 	/* On the caller's thread, which no filter holds. */
+	if (m->monitor)
+		machine_monitor_machine_ended(m, stop_signal);
 	if (stop_signal)
 		join_and_report(m);
 	for (int i = 0; i < m->nr_vcpus; i++)

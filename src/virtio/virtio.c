@@ -107,7 +107,8 @@ void virtio_dev_set_broken(struct virtio_dev *vdev, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	log_error_rl(vdev->name, "%s; device needs reset", msg);
-	vdev->broken = true;
+	memcpy(vdev->broken_reason, msg, sizeof(vdev->broken_reason));
+	__atomic_store_n(&vdev->broken, true, __ATOMIC_RELEASE);
 	vdev->status |= VIRTIO_STATUS_NEEDS_RESET;
 	vdev->config_generation++;
 	vdev->isr |= VIRTIO_ISR_CONFIG;
