@@ -26,7 +26,8 @@
 uint8_t *arena;
 struct virtq *hq;
 struct vblk *hblk;
-uint64_t h_ram_end, h_cycles_per_ms;
+uint64_t h_ram_end;
+static uint64_t h_cycles_per_ms;
 
 static struct vblk blk;
 static struct vrng rng;
@@ -94,27 +95,29 @@ void h_blk3(uint32_t type, uint64_t sector, uint64_t data, uint32_t len, uint16_
 	h_chain(5, A_STATUS, 1 + ((data_flags & DF_WRITE) ? len : 0));
 }
 
+/* Sector by sector, so that any sector can be checked on its own. */
 void h_fill(uint8_t *p, uint32_t len, uint64_t sector, uint32_t seed)
 {
-	uint64_t x = (sector + 1) * 0x9e3779b97f4a7c15ull ^ seed;
+	for (uint32_t off = 0; off < len; off += VBLK_SECTOR) {
+		uint64_t x = (sector + off / VBLK_SECTOR + 1) * 0x9e3779b97f4a7c15ull ^ seed;
 
-	for (uint32_t i = 0; i < len; i++) {
-		x ^= x << 13;
-		x ^= x >> 7;
-		x ^= x << 17;
-		p[i] = (uint8_t)x;
+		for (uint32_t i = off; i < len && i < off + VBLK_SECTOR; i++) {
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			p[i] = (uint8_t)x;
+		}
 	}
 }
 
 bool h_matches(const uint8_t *p, uint32_t len, uint64_t sector, uint32_t seed)
 {
-	uint8_t tmp[512];
+	uint8_t tmp[VBLK_SECTOR];
 
-	for (uint32_t off = 0; off < len; off += sizeof(tmp)) {
-		uint32_t n = len - off < sizeof(tmp) ? len - off : sizeof(tmp);
+	for (uint32_t off = 0; off < len; off += VBLK_SECTOR) {
+		uint32_t n = len - off < VBLK_SECTOR ? len - off : VBLK_SECTOR;
 
-		/* Regenerate sector by sector, as h_fill did for each. */
-		h_fill(tmp, n, sector + off / 512, seed);
+		h_fill(tmp, n, sector + off / VBLK_SECTOR, seed);
 		if (memcmp(tmp, p + off, n))
 			return false;
 	}
@@ -140,7 +143,7 @@ static uint16_t used_idx(const struct virtq *vq)
 	return *(volatile uint16_t *)&vq->used->idx;
 }
 
-static void spin_ms(uint64_t ms)
+void h_spin_ms(uint64_t ms)
 {
 	uint64_t t0 = rdtsc();
 
@@ -269,19 +272,25 @@ static void recover(const struct hcase *c, struct hostile_report *r)
 		r->recover_status = st;
 		return;
 	}
-	if (!h_matches(buf_r, GOOD_BYTES, sector, r->index))
+	if (!h_matches(buf_r, GOOD_BYTES, sector, r->index)) {
+		r->recover_status = RECOVER_DATA_WRONG;
 		return;
+	}
 	/* Written once before the first case; no case may have changed it. */
 	if ((st = good_rw(VIRTIO_BLK_T_IN, blk.capacity - 1, buf_r, VBLK_SECTOR))) {
 		r->recover_status = st;
 		return;
 	}
-	if (!h_matches(buf_r, VBLK_SECTOR, blk.capacity - 1, LAST_SEED))
+	if (!h_matches(buf_r, VBLK_SECTOR, blk.capacity - 1, LAST_SEED)) {
+		r->recover_status = RECOVER_LAST_SECTOR;
 		return;
+	}
 	if (c->device == VIRTIO_ID_RNG) {
 		fresh(VIRTIO_ID_RNG);
-		if (vrng_read(&rng, buf_r, 16) == 0)
+		if (vrng_read(&rng, buf_r, 16) == 0) {
+			r->recover_status = RECOVER_RNG_EMPTY;
 			return;
+		}
 	}
 	r->recovered = 1;
 }
@@ -316,7 +325,7 @@ static void run_case(const struct hcase *c, unsigned index)
 		c->await(r);
 	} else {
 		r->timed_out = !wait_answer(vd, hq, nchains);
-		spin_ms(SETTLE_MS);
+		h_spin_ms(SETTLE_MS);
 	}
 	harvest(hq, r);
 	if (c->check)

@@ -52,7 +52,6 @@ extern uint8_t *arena;
 extern struct virtq *hq;                /* the device's request queue */
 extern struct vblk *hblk;               /* virtio-blk (good I/O for set-up) */
 extern uint64_t h_ram_end;              /* end of the RAM the guest was given */
-extern uint64_t h_cycles_per_ms;
 
 static inline uint64_t A(uint32_t off)
 {
@@ -73,6 +72,8 @@ void h_hdr(uint32_t type, uint64_t sector);
  * (+NEXT) @9] -> [status @2], published as a chain. */
 void h_blk3(uint32_t type, uint64_t sector, uint64_t data, uint32_t len, uint16_t data_flags);
 
+/* Spin at CPL3 for @ms milliseconds. */
+void h_spin_ms(uint64_t ms);
 /* Bytes that depend on @sector and @seed: a misplaced sector never matches. */
 void h_fill(uint8_t *p, uint32_t len, uint64_t sector, uint32_t seed);
 bool h_matches(const uint8_t *p, uint32_t len, uint64_t sector, uint32_t seed);

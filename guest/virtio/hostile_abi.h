@@ -66,8 +66,14 @@ struct hostile_report {
 	uint64_t guard_lo, guard_hi, guard_len;
 	/* After the reset: */
 	uint32_t recovered;             /* write + read back + last sector intact */
-	uint32_t recover_status;        /* status of the first good request that failed */
+	uint32_t recover_status;        /* status of the first good request that
+					 * failed, or RECOVER_* */
 };
+
+/* recover_status when every request completed OK but: */
+#define RECOVER_DATA_WRONG   0x100      /* the sectors read back differ */
+#define RECOVER_LAST_SECTOR  0x101      /* the disk's last sector changed */
+#define RECOVER_RNG_EMPTY    0x102      /* virtio-rng gave no bytes */
 
 /* The byte a guard page holds at guest-physical address @gpa. */
 static inline uint8_t hostile_guard(uint64_t gpa)

@@ -343,6 +343,7 @@ static void pool_build(void)
 #define BM_REQS      16
 #define BM_BYTES     (512u << 10)        /* each: 8 MiB in all */
 #define QUIET_MS     100
+#define IRQ_LAG_MS   5
 
 static uint8_t *bm_mem;
 
@@ -375,19 +376,19 @@ static void bus_master_await(struct hostile_report *r)
 	uint8_t status[BM_REQS];
 	uint16_t used0;
 	uint64_t irq0, data0;
-	uint64_t t0;
 
 	pci_disable_master(hblk->vd.pci);
 	used0 = *(volatile uint16_t *)&hq->used->idx;
-	irq0 = virtq_interrupts(hq);
 	for (unsigned i = 0; i < BM_REQS; i++)
 		status[i] = *(volatile const uint8_t *)&p[i].status;
 	data0 = fnv(bm_mem, (size_t)BM_REQS * BM_BYTES);
 	r->in_flight = BM_REQS - (uint16_t)(used0 - hq->last_used);
-
-	t0 = rdtsc();
-	while (rdtsc() - t0 < QUIET_MS * h_cycles_per_ms)
-		cpu_relax();
+	/* An interrupt the device raised before the clear may still be on its
+	 * way in (an irqfd injection can lag): count from a little later.  A
+	 * completion after the clear shows in the used index anyway. */
+	h_spin_ms(IRQ_LAG_MS);
+	irq0 = virtq_interrupts(hq);
+	h_spin_ms(QUIET_MS);
 	if (*(volatile uint16_t *)&hq->used->idx != used0)
 		r->quiet_changes |= QUIET_USED_IDX;
 	for (unsigned i = 0; i < BM_REQS; i++)
