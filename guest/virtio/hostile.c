@@ -300,6 +300,7 @@ static void run_case(const struct hcase *c, unsigned index)
 	static struct hostile_report rep;
 	struct hostile_report *r = &rep;
 	struct virtio_dev *vd;
+	uint64_t setup0;
 
 	memset(r, 0, sizeof(*r));
 	memcpy(r->name, c->name, strlen(c->name) < HOSTILE_NAME_MAX ? strlen(c->name) + 1
@@ -318,7 +319,9 @@ static void run_case(const struct hcase *c, unsigned index)
 	for (uint32_t i = 0; i < ARENA_BYTES; i++)
 		arena[i] = hostile_guard(A(i));
 	nwr = nchains = 0;
+	setup0 = blk.requests;
 	c->build();
+	r->setup_requests = (uint32_t)(blk.requests - setup0);
 	r->submitted = nchains;
 	go(hq);
 	if (c->await) {

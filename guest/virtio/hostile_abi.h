@@ -62,6 +62,8 @@ struct hostile_report {
 					 * ring changed under the driver */
 	uint32_t quiet_changes;         /* EXPECT_QUIET: QUIET_* bits */
 	uint32_t in_flight;             /* EXPECT_QUIET: not yet used at the clear */
+	uint32_t setup_requests;        /* good requests the case made before its chains
+					 * (the host counts what the device executed) */
 	/* The arena's two guard pages, for the host to check on its own. */
 	uint64_t guard_lo, guard_hi, guard_len;
 	/* After the reset: */

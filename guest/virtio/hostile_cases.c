@@ -400,6 +400,24 @@ static void bus_master_await(struct hostile_report *r)
 		r->quiet_changes |= QUIET_IRQ;
 }
 
+/* ---- virtio-blk: DRIVER_OK cleared and set again with I/O in flight ------------------ */
+
+#define COMMON_STATUS  0x14             /* device_status in the common config */
+
+/* The bus master case's reads, then DRIVER_OK off and on again without a
+ * reset.  The device may refuse (NEEDS_RESET) or treat it as a reset; it
+ * must not start the rings over and run the same chains again (the host
+ * counts what it executed) nor complete old chains into a ring it forgot. */
+static void driver_ok_await(struct hostile_report *r)
+{
+	uint8_t st = virtio_status(&hblk->vd);
+
+	(void)r;
+	mmio_write8(hblk->vd.common + COMMON_STATUS, (uint8_t)(st & ~VIRTIO_S_DRIVER_OK));
+	mmio_write8(hblk->vd.common + COMMON_STATUS, st);
+	h_spin_ms(QUIET_MS);
+}
+
 /* ---- virtio-rng ------------------------------------------------------------------------- */
 
 static void rng_one(uint64_t addr, uint32_t len, uint16_t flags)
@@ -498,6 +516,8 @@ const struct hcase hostile_cases[] = {
 	  more_than_pool_check },
 	{ "blk.bus_master_cleared", VIRTIO_ID_BLOCK, EXPECT_QUIET, bus_master_build,
 	  bus_master_await, NULL },
+	{ "blk.driver_ok_toggled", VIRTIO_ID_BLOCK, EXPECT_SURVIVE, bus_master_build,
+	  driver_ok_await, NULL },
 	RNG("desc_loop", EXPECT_BROKEN, rng_desc_loop),
 	RNG("head_is_queue_size", EXPECT_BROKEN, rng_head_past),
 	RNG("avail_idx_jump", EXPECT_BROKEN, rng_avail_idx_jump),
