@@ -343,7 +343,7 @@ static void pool_build(void)
 #define BM_REQS      16
 #define BM_BYTES     (512u << 10)        /* each: 8 MiB in all */
 #define QUIET_MS     100
-#define IRQ_LAG_MS   5
+#define IRQ_LAG_MS   20
 
 static uint8_t *bm_mem;
 
