@@ -201,6 +201,7 @@ static void indirect_loop(void)
 }
 
 static void indirect_far(void) { good_table(); indirect_head(FAR_AWAY, 48, 0, SECTOR + 1); }
+static void indirect_mmio(void) { good_table(); indirect_head(MMIO_PAGE, 48, 0, SECTOR + 1); }
 static void indirect_len_odd(void) { good_table(); indirect_head(A(A_TABLE), 40, 0, SECTOR + 1); }
 static void indirect_len_zero(void) { good_table(); indirect_head(A(A_TABLE), 0, 0, SECTOR + 1); }
 static void indirect_huge(void) { good_table(); indirect_head(A(A_TABLE), 0xfffffff0u, 0, SECTOR + 1); }
@@ -439,6 +440,12 @@ static void rng_head_past(void)
 	h_publish(hq->size);
 }
 
+static void rng_next_past(void)
+{
+	h_desc(hq->desc, RNG_HEAD, data(), 64, DF_WRITE | DF_NEXT, hq->size);
+	h_chain(RNG_HEAD, NO_STATUS, 64);
+}
+
 static void rng_avail_idx_jump(void)
 {
 	rng_one(data(), 64, DF_WRITE);
@@ -497,6 +504,7 @@ const struct hcase hostile_cases[] = {
 	BLK("indirect_next_past_table", EXPECT_BROKEN, indirect_next_past),
 	BLK("indirect_loop", EXPECT_BROKEN, indirect_loop),
 	BLK("indirect_far_outside_ram", EXPECT_BROKEN, indirect_far),
+	BLK("indirect_table_mmio_page", EXPECT_BROKEN, indirect_mmio),
 	BLK("indirect_len_not_16n", EXPECT_BROKEN, indirect_len_odd),
 	BLK("indirect_len_zero", EXPECT_BROKEN, indirect_len_zero),
 	BLK("indirect_len_huge", EXPECT_BROKEN, indirect_huge),
@@ -520,6 +528,7 @@ const struct hcase hostile_cases[] = {
 	  driver_ok_await, NULL },
 	RNG("desc_loop", EXPECT_BROKEN, rng_desc_loop),
 	RNG("head_is_queue_size", EXPECT_BROKEN, rng_head_past),
+	RNG("next_is_queue_size", EXPECT_BROKEN, rng_next_past),
 	RNG("avail_idx_jump", EXPECT_BROKEN, rng_avail_idx_jump),
 	RNG("addr_far_outside_ram", EXPECT_BROKEN, rng_far),
 	RNG("addr_mmio_page", EXPECT_BROKEN, rng_mmio),
