@@ -33,6 +33,11 @@ case "${1:-}" in
 	exit $status
 	;;
 --fuzz)
+	# Each target first replays its corpus kept in the repository
+	# (tests/fuzz/corpus/NAME/, read-only: a regression check), then fuzzes
+	# with it as seeds; new inputs go to build-fuzz/corpus/NAME only.  To
+	# fold finds back into the repository, keeping it small:
+	#   build-fuzz/tests/fuzz/NAME -merge=1 tests/fuzz/corpus/NAME build-fuzz/corpus/NAME
 	secs=${2:-30}
 	CC=clang scripts/setup.sh build-fuzz -Dfuzz=true -Dtests=false
 	status=0
@@ -40,9 +45,16 @@ case "${1:-}" in
 		[ -f "$f" ] && [ -x "$f" ] || continue
 		name=$(basename "$f")
 		corpus=build-fuzz/corpus/$name
+		seeds=()
+		[ -d "tests/fuzz/corpus/$name" ] && seeds=("tests/fuzz/corpus/$name")
 		mkdir -p "$corpus"
+		if [ ${#seeds[@]} -gt 0 ]; then
+			echo "fuzz: $name: replaying $(ls "${seeds[0]}" | wc -l) corpus files"
+			"$f" -runs=0 "${seeds[0]}" >"build-fuzz/$name.replay.log" 2>&1 ||
+				{ status=1; tail -50 "build-fuzz/$name.replay.log"; continue; }
+		fi
 		echo "fuzz: $name for ${secs}s"
-		"$f" -max_total_time="$secs" -print_final_stats=0 "$corpus" \
+		"$f" -max_total_time="$secs" -print_final_stats=0 "$corpus" "${seeds[@]}" \
 			>"build-fuzz/$name.log" 2>&1 || { status=1; tail -50 "build-fuzz/$name.log"; }
 	done
 	exit $status

@@ -1,7 +1,8 @@
 /*
  * kickvm-virtio.elf: the virtio-pci test and benchmark guest.  main.c
  * parses the command line and finds the devices, test.c is `mode=test`,
- * bench.c is `mode=bench`.  All three run at CPL3 (run_user()).
+ * bench.c is `mode=bench`, hostile.c `mode=hostile`.  All run at CPL3
+ * (run_user()).
  */
 #ifndef VIRTIO_GUEST_H
 #define VIRTIO_GUEST_H
@@ -51,5 +52,7 @@ void report_blk(const struct vblk *b);
 /* test.c, bench.c: return the guest's exit status. */
 int test_run(const struct args *a, const struct devices *d);
 int bench_run(const struct args *a, const struct devices *d);
+/* hostile.c: malformed rings case by case (hostile_abi.h). */
+int hostile_run(const struct args *a, const struct devices *d);
 
 #endif
