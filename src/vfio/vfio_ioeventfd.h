@@ -117,6 +117,9 @@ struct vfio_ioeventfd_config {
 	 * NULL: always. */
 	bool (*decode_enabled)(void *opaque, unsigned bar);
 	void *opaque;
+	/* ioeventfd=off: never ask the backend; kickvm's handler performs
+	 * every write (the path then reads "handler (EPERM)"). */
+	bool handler_only;
 };
 
 /* Create an empty set; the config is copied (@name too).  -EINVAL without
