@@ -65,6 +65,7 @@ int vfio_devioev_create(struct vfio_pci *v, const char **why)
 			       r == -ENOSPC ? "too many x-device-ioeventfd" :
 			       "x-device-ioeventfd outside the BAR, over the MSI-X table, "
 			       "or of a bad width";
+			vfio_devioev_destroy(v);  /* the caller unwinds what came before */
 			return r == -ENOMEM ? r : -EDOM;
 		}
 	}
