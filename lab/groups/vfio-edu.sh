@@ -11,7 +11,10 @@
 #   3. the repeated-write mode, trapped: every write counted;
 #   4. a device-write ioeventfd on the trapped liveness register
 #      (x-device-ioeventfd=0:0x4:4:VALUE): the kernel performs the writes, no
-#      exit, and `--info ioeventfds` shows it on the kernel's path.
+#      exit, and `--info ioeventfds` shows it on the kernel's path;
+#   5. options the device cannot take (x-msix-relocation=bar1 on a device
+#      without MSI-X, an x-device-ioeventfd beyond its BAR): exit 2 with the
+#      reason, and the device is left usable.
 # lab-qemu: -device edu
 # lab-timeout: 420
 GROUP=vfio-edu
@@ -109,6 +112,22 @@ grep -q "bar0+0x4 len 4 data $VALUE static: kvm -> kernel" $L4 ||
 e3=$(exits_but_console $L3) e4=$(exits_but_console $L4)
 [ "$e3" != missing ] && [ "$e4" != missing ] && [ $(( e3 - r3 - e4 + r4 )) = $COUNT ] ||
 	bad "device-write ioeventfd: exits $e4 (reads $r4) against $e3 (reads $r3) trapped: not $COUNT fewer"
+
+# ---- 5. options the device cannot take: a bad command line, exit 2 ---------------
+L5=/tmp/edu-refused.log
+kickvm_run "x-msix-relocation=bar1 (edu has no MSI-X)" 60 $L5 run \
+	-device vfio-pci,host=$edu,id=edu0,x-msix-relocation=bar1 $G
+[ "$rc" = 2 ] || bad "x-msix-relocation=bar1: kickvm exited $rc, not 2"
+grep -q "has no MSI-X" $L5 || bad "x-msix-relocation=bar1: the planner's reason is not printed"
+kickvm_run "x-device-ioeventfd beyond BAR 0" 60 $L5 run \
+	-device vfio-pci,host=$edu,id=edu0,x-device-ioeventfd=0:0x100000:4:1 $G
+[ "$rc" = 2 ] || bad "x-device-ioeventfd beyond BAR 0: kickvm exited $rc, not 2"
+grep -q "x-device-ioeventfd=0:0x100000:4:0x1 refused" $L5 ||
+	bad "x-device-ioeventfd beyond BAR 0: the refusal is not named"
+# ... and the device still works for the next user.
+kickvm_run "test after the refusals" 60 $L5 run --stats \
+	-device vfio-pci,host=$edu,id=edu0,x-msix-relocation=auto -a "mode=test" $G
+guest_passed $L5 "test after the refusals, x-msix-relocation=auto" test
 
 [ $status = 0 ] && echo "$GROUP: ok"
 exit $status
