@@ -176,7 +176,7 @@ struct vfio_pci_stats {
 	/* Device-write ioeventfds: entries on each writer, and what kickvm
 	 * saw (writes the kernel performs are out of its sight). */
 	unsigned ioeventfds, ioeventfds_by_kernel, ioeventfds_by_handler;
-	uint64_t ioeventfd_userspace_signals, ioeventfd_handler_writes;
+	uint64_t ioeventfd_userspace_signals, ioeventfd_handler_runs, ioeventfd_handler_writes;
 	uint64_t ioeventfd_dropped, ioeventfd_errors;
 };
 void vfio_pci_get_stats(struct vfio_pci *v, struct vfio_pci_stats *out);

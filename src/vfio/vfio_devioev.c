@@ -125,6 +125,7 @@ void vfio_devioev_stats(struct vfio_pci *v, struct vfio_pci_stats *s)
 	s->ioeventfds_by_kernel = st.by_backend;
 	s->ioeventfds_by_handler = st.by_handler;
 	s->ioeventfd_userspace_signals = st.userspace_signals;
+	s->ioeventfd_handler_runs = st.handler_runs;
 	s->ioeventfd_handler_writes = st.handler_writes;
 	s->ioeventfd_dropped = st.dropped;
 	s->ioeventfd_errors = st.write_errors;

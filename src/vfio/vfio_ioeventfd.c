@@ -523,6 +523,7 @@ static void add_stats(const struct vfio_ioeventfd_info *info, void *opaque)
 		s->by_handler++;
 	s->dynamic += info->dynamic;
 	s->userspace_signals += info->userspace_signals;
+	s->handler_runs += info->handler_runs;
 	s->handler_writes += info->handler_writes;
 	s->dropped += info->dropped;
 	s->write_errors += info->write_errors;

@@ -227,7 +227,7 @@ void vfio_ioeventfd_for_each(struct vfio_ioeventfd_set *set,
 
 struct vfio_ioeventfd_stats {
 	unsigned entries, by_backend, by_handler, dynamic;
-	uint64_t userspace_signals, handler_writes, dropped, write_errors;
+	uint64_t userspace_signals, handler_runs, handler_writes, dropped, write_errors;
 };
 void vfio_ioeventfd_get_stats(struct vfio_ioeventfd_set *set, struct vfio_ioeventfd_stats *out);
 

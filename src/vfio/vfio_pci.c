@@ -574,10 +574,10 @@ void vfio_pci_print_stats(struct vfio_pci *v, FILE *out)
 		s.dma_unmaps, s.resets, (uint64_t)atomic_load(&v->errors));
 	if (s.ioeventfds)
 		fprintf(out, "  device-write ioeventfds %u: by the kernel %u, by kickvm's handler %u;"
-			" trapped writes matched %" PRIu64 ", handler writes %" PRIu64 ", dropped (decode"
-			" off) %" PRIu64 ", errors %" PRIu64 "\n", s.ioeventfds, s.ioeventfds_by_kernel,
-			s.ioeventfds_by_handler, s.ioeventfd_userspace_signals,
-			s.ioeventfd_handler_writes, s.ioeventfd_dropped, s.ioeventfd_errors);
+			" trapped writes matched %" PRIu64 ", handler runs %" PRIu64 ", handler writes %"
+			PRIu64 ", dropped (decode off) %" PRIu64 ", errors %" PRIu64 "\n", s.ioeventfds,
+			s.ioeventfds_by_kernel, s.ioeventfds_by_handler, s.ioeventfd_userspace_signals,
+			s.ioeventfd_handler_runs, s.ioeventfd_handler_writes, s.ioeventfd_dropped, s.ioeventfd_errors);
 	if (vfio_pci_print_ioeventfd_stats)
 		vfio_pci_print_ioeventfd_stats(v, out);
 }

@@ -118,6 +118,7 @@ static void handler_writes(struct fx *x)
 	assert_int_equal(st.trapped_writes, 0);
 	assert_int_equal(st.ioeventfds_by_kernel, 0);
 	assert_int_equal(st.ioeventfds_by_handler, 1);
+	assert_int_equal(st.ioeventfd_handler_runs, 1);
 	assert_int_equal(st.ioeventfd_handler_writes, 1);
 	/* Memory decode off before the handler runs: the write is dropped. */
 	pci_set_long(x->f->mem[0] + REG, 0);
@@ -127,6 +128,7 @@ static void handler_writes(struct fx *x)
 	assert_int_equal(pci_get_long(x->f->mem[0] + REG), 0);
 	vfio_pci_get_stats(x->v, &st);
 	assert_int_equal(st.ioeventfd_dropped, 1);
+	assert_int_equal(st.ioeventfd_handler_runs, 2);
 	assert_int_equal(st.ioeventfd_handler_writes, 1);
 }
 
