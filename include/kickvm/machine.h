@@ -23,6 +23,7 @@
 #include "guest_mem.h"
 #include "kvm.h"
 #include "memory.h"
+#include "vfio_pci.h"
 
 #define MACHINE_MAX_VCPUS     8
 #define MACHINE_MAX_IOTHREADS 8
@@ -148,6 +149,9 @@ struct machine_vfio_opts {
 	bool no_mmap;                 /* x-no-mmap=on */
 	bool ioeventfd;               /* device-write ioeventfds (default on) */
 	int slot;                     /* PCI slot, -1: first free */
+	/* x-device-ioeventfd=BAR:OFFSET:WIDTH:DATA, in the order given */
+	struct vfio_pci_ioeventfd_spec ioeventfds[VFIO_PCI_MAX_STATIC_IOEVENTFDS];
+	unsigned nr_ioeventfds;
 };
 void machine_vfio_opts_defaults(struct machine_vfio_opts *o);
 /* Errors: -EINVAL/-ENODEV/-EBUSY/-ENOTSUP/... from opening the device or

@@ -75,13 +75,39 @@ struct vfio_layout {
 typedef int vfio_layout_planner(const struct vfio_layout *phys, int mode,
 				struct vfio_layout *virt, const char **why);
 
+/*
+ * The MSI-X relocation planner (docs/vfio.md: `auto` grows a BAR the device
+ * has, else adds one after its last used slot, else leaves MSI-X alone;
+ * refusals: an I/O BAR, the upper half of a 64-bit BAR, a BAR that cannot
+ * grow, barN on a device without MSI-X).  Once MSI-X has moved, the whole
+ * physical BAR passes through: mapped where the backend allows mmap of the
+ * device's own table pages, trapped and forwarded where not.
+ */
+vfio_layout_planner vfio_msix_reloc_planner;
+
+/* A device-write ioeventfd asked for on the command line
+ * (x-device-ioeventfd=BAR:OFFSET:WIDTH:DATA): @offset is a physical BAR
+ * offset, @width 1, 2, 4 or 8 bytes. */
+struct vfio_pci_ioeventfd_spec {
+	unsigned bar;
+	uint64_t offset;
+	unsigned width;
+	uint64_t data;
+};
+#define VFIO_PCI_MAX_STATIC_IOEVENTFDS 16
+
 struct vfio_pci_opts {
 	const char *id;                /* name in dumps and stats ("vfio0") */
 	int slot;                      /* PCI slot, -1: first free */
 	int msix_relocation;           /* VFIO_MSIX_RELOC_*; default OFF */
 	vfio_layout_planner *planner;  /* NULL: physical layout (mode must be OFF) */
 	bool no_mmap;                  /* x-no-mmap=on: trap every BAR access */
-	bool ioeventfd;                /* device-write ioeventfds allowed (default on) */
+	bool ioeventfd;                /* off: device-write ioeventfds are performed by
+					* kickvm's handler, never by the backend */
+	/* Static device-write ioeventfds, added at creation (a rules error
+	 * refuses the device with -EDOM). */
+	const struct vfio_pci_ioeventfd_spec *static_ioeventfds;
+	unsigned nr_static_ioeventfds;
 	struct event_loop *loop;       /* watches the masked vectors' eventfds */
 	struct mem_region *dma_root;   /* guest RAM lives here (the memory root);
 					* NULL: no DMA mappings */
@@ -91,7 +117,9 @@ void vfio_pci_opts_defaults(struct vfio_pci_opts *o);
 
 /*
  * Build the function over @b (taken over: destroyed with the device, or on
- * failure) and plug it into @bus.  *@why says what went wrong.
+ * failure) and plug it into @bus.  *@why says what went wrong.  -EDOM: the
+ * options do not fit this device (the planner refused the relocation, or a
+ * static device-write ioeventfd broke the rules): a bad command line.
  */
 int vfio_pci_create(struct pci_bus *bus, struct vfio_backend *b, const struct vfio_pci_opts *o,
 		    struct vfio_pci **out, const char **why);
@@ -109,6 +137,29 @@ const struct vfio_layout *vfio_pci_phys_layout(const struct vfio_pci *v);
 struct mem_region *vfio_pci_bar_trap(struct vfio_pci *v, int bar);
 /* ioeventfd=on|off of this device. */
 bool vfio_pci_ioeventfd_allowed(const struct vfio_pci *v);
+
+/*
+ * Device-write ioeventfds (docs/vfio.md): a guest write of @data, @width
+ * bytes (1/2/4/8), at @offset of BAR @bar (a physical offset, below the
+ * device's own BAR size) is performed by the backend (the kernel:
+ * VFIO_DEVICE_IOEVENTFD) with no exit to kickvm, or, where the backend
+ * refuses or ioeventfd=off, by kickvm's handler through the region.  The
+ * KVM ioeventfd sits on the BAR's trapped region, so it only takes writes
+ * the BAR does not map (x-no-mmap=on, or pages the kernel will not mmap).
+ * @dynamic entries (hot-write promotion) are dropped by a device reset;
+ * static ones (the command line) stay until the device goes.  The
+ * kernel's errnos for the kernel's rules on every backend: -EINVAL (width,
+ * not a BAR, beyond the BAR, over the device's MSI-X table), -EEXIST,
+ * -ENOSPC (1001st); -ENODEV to remove one that is not there.  Any thread,
+ * including a trapped access on a vCPU.
+ */
+int vfio_pci_add_device_ioeventfd(struct vfio_pci *v, unsigned bar, uint64_t offset,
+				  unsigned width, uint64_t data, bool dynamic);
+int vfio_pci_del_device_ioeventfd(struct vfio_pci *v, unsigned bar, uint64_t offset,
+				  unsigned width, uint64_t data);
+/* `info ioeventfds`: the device's entries and the path each is on, e.g.
+ *   "  bar0+0x4 len 4 data 0x600dcafe static: kvm -> kernel". */
+void vfio_pci_dump_ioeventfds(struct vfio_pci *v, FILE *out);
 /* The device failed (a backend call did): accesses are dropped from now on. */
 bool vfio_pci_failed(const struct vfio_pci *v);
 
@@ -122,6 +173,11 @@ struct vfio_pci_stats {
 	uint64_t mapped_bytes;                    /* device RAM in memory slots */
 	uint64_t dma_maps, dma_unmaps, dma_bytes; /* guest RAM the device reaches */
 	uint64_t resets;
+	/* Device-write ioeventfds: entries on each writer, and what kickvm
+	 * saw (writes the kernel performs are out of its sight). */
+	unsigned ioeventfds, ioeventfds_by_kernel, ioeventfds_by_handler;
+	uint64_t ioeventfd_userspace_signals, ioeventfd_handler_runs, ioeventfd_handler_writes;
+	uint64_t ioeventfd_dropped, ioeventfd_errors;
 };
 void vfio_pci_get_stats(struct vfio_pci *v, struct vfio_pci_stats *out);
 /* Stats as --stats prints them, with the mapped ranges (0 exits there). */

@@ -9,8 +9,12 @@
 #   2. default (BAR0 mapped as a memory slot): none exits, and the MMIO exits
 #      of the whole run drop by exactly the guest's access count;
 #   3. the repeated-write mode, trapped: every write counted;
-#   4. (TODO, when kickvm can be asked for one) a device-write ioeventfd on
-#      the trapped liveness register: the kernel performs the writes, no exit.
+#   4. a device-write ioeventfd on the trapped liveness register
+#      (x-device-ioeventfd=0:0x4:4:VALUE): the kernel performs the writes, no
+#      exit, and `--info ioeventfds` shows it on the kernel's path;
+#   5. options the device cannot take (x-msix-relocation=bar1 on a device
+#      without MSI-X, an x-device-ioeventfd beyond its BAR): exit 2 with the
+#      reason, and the device is left usable.
 # lab-qemu: -device edu
 # lab-timeout: 420
 GROUP=vfio-edu
@@ -89,34 +93,41 @@ r3=$(report $L3 edu.reads) w3=$(report $L3 edu.writes)
 expect_stat $L3 "writes, trapped" "$F_TRAPPED_READS" "$r3"
 expect_stat $L3 "writes, trapped" "$F_TRAPPED_WRITES" "$w3"
 
-# ---- 4. TODO: a device-write ioeventfd on the trapped liveness register ----------------
-# Waiting for kickvm's way to ask for one from the command line (issue 8,
-# point 5).  Assumed here: -device vfio-pci,...,x-device-ioeventfd=
-# BAR:OFFSET:WIDTH:DATA, and `--info ioeventfds` showing the entry as
-# "bar0+0x4 len 4 data 0x600dcafe static: kvm -> kernel" (docs/vfio.md).
-# When it exists, match the option and the greps below to it; the guard
-# then runs the step by itself.
-# What must hold: the guest's COUNT writes of VALUE are done by the kernel
-# (VFIO_DEVICE_IOEVENTFD) - the register reads back ~VALUE, and the run exits
+# ---- 4. a device-write ioeventfd on the trapped liveness register ----------------
+# The guest's COUNT writes of VALUE are done by the kernel (VFIO_DEVICE_IOEVENTFD
+# behind a KVM ioeventfd): the register reads back ~VALUE, the run exits
 # exactly COUNT times fewer than step 3 (only the one write of ~VALUE and the
-# reads are trapped).
-if $K run --help 2>&1 | grep -q "x-device-ioeventfd"; then
-	L4=/tmp/edu-ioeventfd.log
-	kickvm_run "writes, device-write ioeventfd" 60 $L4 run --stats --info ioeventfds \
-		-device vfio-pci,host=$edu,id=edu0,x-no-mmap=on,x-device-ioeventfd=0:0x4:4:$VALUE \
-		-a "mode=writes value=$VALUE count=$COUNT" $G
-	guest_passed $L4 "writes, device-write ioeventfd" writes
-	r4=$(report $L4 edu.reads) w4=$(report $L4 edu.writes)
-	expect_stat $L4 "device-write ioeventfd" "$F_TRAPPED_READS" "$r4"
-	expect_stat $L4 "device-write ioeventfd" "$F_TRAPPED_WRITES" 1
-	grep -q "bar0+0x4 len 4 data $VALUE static: kvm -> kernel" $L4 ||
-		bad "device-write ioeventfd: --info ioeventfds does not show it on the kernel's path"
-	e3=$(exits_but_console $L3) e4=$(exits_but_console $L4)
-	[ "$e3" != missing ] && [ "$e4" != missing ] && [ $(( e3 - r3 - e4 + r4 )) = $COUNT ] ||
-		bad "device-write ioeventfd: exits $e4 (reads $r4) against $e3 (reads $r3) trapped: not $COUNT fewer"
-else
-	echo "$GROUP: TODO: kickvm offers no device-write ioeventfd option yet: step 4 not run"
-fi
+# reads are trapped), and `--info ioeventfds` shows the entry on the path
+# "kvm -> kernel".
+L4=/tmp/edu-ioeventfd.log
+kickvm_run "writes, device-write ioeventfd" 60 $L4 run --stats --info ioeventfds \
+	-device vfio-pci,host=$edu,id=edu0,x-no-mmap=on,x-device-ioeventfd=0:0x4:4:$VALUE \
+	-a "mode=writes value=$VALUE count=$COUNT" $G
+guest_passed $L4 "writes, device-write ioeventfd" writes
+r4=$(report $L4 edu.reads) w4=$(report $L4 edu.writes)
+expect_stat $L4 "device-write ioeventfd" "$F_TRAPPED_READS" "$r4"
+expect_stat $L4 "device-write ioeventfd" "$F_TRAPPED_WRITES" 1
+grep -q "bar0+0x4 len 4 data $VALUE static: kvm -> kernel" $L4 ||
+	bad "device-write ioeventfd: --info ioeventfds does not show it on the kernel's path"
+e3=$(exits_but_console $L3) e4=$(exits_but_console $L4)
+[ "$e3" != missing ] && [ "$e4" != missing ] && [ $(( e3 - r3 - e4 + r4 )) = $COUNT ] ||
+	bad "device-write ioeventfd: exits $e4 (reads $r4) against $e3 (reads $r3) trapped: not $COUNT fewer"
+
+# ---- 5. options the device cannot take: a bad command line, exit 2 ---------------
+L5=/tmp/edu-refused.log
+kickvm_run "x-msix-relocation=bar1 (edu has no MSI-X)" 60 $L5 run \
+	-device vfio-pci,host=$edu,id=edu0,x-msix-relocation=bar1 $G
+[ "$rc" = 2 ] || bad "x-msix-relocation=bar1: kickvm exited $rc, not 2"
+grep -q "has no MSI-X" $L5 || bad "x-msix-relocation=bar1: the planner's reason is not printed"
+kickvm_run "x-device-ioeventfd beyond BAR 0" 60 $L5 run \
+	-device vfio-pci,host=$edu,id=edu0,x-device-ioeventfd=0:0x100000:4:1 $G
+[ "$rc" = 2 ] || bad "x-device-ioeventfd beyond BAR 0: kickvm exited $rc, not 2"
+grep -q "x-device-ioeventfd=0:0x100000:4:0x1 refused" $L5 ||
+	bad "x-device-ioeventfd beyond BAR 0: the refusal is not named"
+# ... and the device still works for the next user.
+kickvm_run "test after the refusals" 60 $L5 run --stats \
+	-device vfio-pci,host=$edu,id=edu0,x-msix-relocation=auto -a "mode=test" $G
+guest_passed $L5 "test after the refusals, x-msix-relocation=auto" test
 
 [ $status = 0 ] && echo "$GROUP: ok"
 exit $status

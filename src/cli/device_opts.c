@@ -6,6 +6,7 @@
  *   -device virtio-rng[,ioeventfd=on|off][,iothread=NAME][,slot=N]
  *   -device vfio-pci,host=BDF[,id=ID][,x-msix-relocation=off|auto|bar0..bar5]
  *           [,x-no-mmap=on|off][,ioeventfd=on|off][,slot=N]
+ *           [,x-device-ioeventfd=BAR:OFFSET:WIDTH:DATA]...   (repeatable)
  * Everything is parsed and checked before the machine exists, so a typo is
  * exit status 2 with a message, never a half-built VM.
  */
@@ -131,6 +132,35 @@ static int parse_relocation(const char *v, int *out)
 	return 0;
 }
 
+/* BAR:OFFSET:WIDTH:DATA, numbers in C syntax (0x...); WIDTH in bytes. */
+static int parse_device_ioeventfd(const char *value, struct vfio_pci_ioeventfd_spec *s)
+{
+	char buf[96], *v = buf, *field[4];
+	uint64_t n[4];
+	static const uint64_t max[4] = { 5, UINT64_MAX - 1, 8, UINT64_MAX - 1 };
+
+	if (snprintf(buf, sizeof(buf), "%s", value) >= (int)sizeof(buf))
+		return -EINVAL;
+	for (int i = 0; i < 4; i++) {
+		field[i] = v;
+		v = v ? strchr(v, ':') : NULL;
+		if (v)
+			*v++ = '\0';
+	}
+	if (v || !field[3])
+		return -EINVAL;
+	for (int i = 0; i < 4; i++)
+		if (parse_uint(field[i], 0, max[i], &n[i]) < 0)
+			return -EINVAL;
+	if (n[2] != 1 && n[2] != 2 && n[2] != 4 && n[2] != 8)
+		return -EINVAL;
+	if (n[2] < 8 && n[3] >> (8 * n[2]))
+		return -EINVAL;  /* a value the write cannot carry */
+	*s = (struct vfio_pci_ioeventfd_spec){ .bar = (unsigned)n[0], .offset = n[1],
+					       .width = (unsigned)n[2], .data = n[3] };
+	return 0;
+}
+
 static int vfio_opt(struct device_spec *d, const char *key, const char *value, char *err,
 		    size_t errlen)
 {
@@ -161,9 +191,22 @@ static int vfio_opt(struct device_spec *d, const char *key, const char *value, c
 		if (!value || parse_uint(value, 1, 31, &v) < 0)
 			goto bad;
 		o->slot = (int)v;
+	} else if (!strcmp(key, "x-device-ioeventfd")) {
+		if (o->nr_ioeventfds == VFIO_PCI_MAX_STATIC_IOEVENTFDS) {
+			snprintf(err, errlen, "vfio-pci: at most %d x-device-ioeventfd",
+				 VFIO_PCI_MAX_STATIC_IOEVENTFDS);
+			return -EINVAL;
+		}
+		if (!value || parse_device_ioeventfd(value, &o->ioeventfds[o->nr_ioeventfds]) < 0) {
+			snprintf(err, errlen, "vfio-pci: bad x-device-ioeventfd '%s' (want BAR:OFFSET:"
+				 "WIDTH:DATA, BAR 0-5, WIDTH 1, 2, 4 or 8 bytes, DATA fitting WIDTH)",
+				 value ? value : "");
+			return -EINVAL;
+		}
+		o->nr_ioeventfds++;
 	} else {
 		snprintf(err, errlen, "vfio-pci: unknown option '%s' (host, id, x-msix-relocation, "
-			 "x-no-mmap, ioeventfd, slot)", key);
+			 "x-no-mmap, ioeventfd, x-device-ioeventfd, slot)", key);
 		return -EINVAL;
 	}
 	return 0;

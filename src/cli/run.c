@@ -42,7 +42,11 @@ static void run_help(void)
 	       "  -device virtio-rng[,ioeventfd=on|off][,iothread=NAME]\n"
 	       "  -device vfio-pci,host=BDF[,id=ID][,x-msix-relocation=off|auto|bar0..bar5]\n"
 	       "         [,x-no-mmap=on|off][,ioeventfd=on|off][,slot=N]\n"
-	       "                            assign a host device bound to vfio-pci\n"
+	       "         [,x-device-ioeventfd=BAR:OFFSET:WIDTH:DATA]...\n"
+	       "                            assign a host device bound to vfio-pci; each\n"
+	       "                            x-device-ioeventfd (repeatable, WIDTH 1/2/4/8 bytes)\n"
+	       "                            makes the kernel perform guest writes of DATA there\n"
+	       "                            (ioeventfd=off: kickvm's handler performs them)\n"
 	       "  -object iothread,id=NAME[,poll-max-ns=N]\n"
 	       "                            a thread for device work (declare before use);\n"
 	       "                            it busy-polls N ns before sleeping (default 32768)\n"
@@ -122,6 +126,12 @@ static int add_devices(struct machine *m, struct device_spec *devices, int nr_de
 			ret = machine_add_vfio_pci(m, &d->vfio, &md, &why);
 			if (ret < 0) {
 				/* The host refused: say what to fix; the command line was fine. */
+				if (ret == -EDOM) {
+					/* An option this device cannot take. */
+					fprintf(stderr, "kickvm: -device vfio-pci,host=%s: %s\n",
+						d->vfio.host, why ? why : "bad option");
+					return EXIT_USAGE;
+				}
 				fprintf(stderr, "kickvm: -device vfio-pci,host=%s: %s (%s)\n",
 					d->vfio.host, why ? why : "error", strerror(-ret));
 				return 1;

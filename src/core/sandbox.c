@@ -132,12 +132,25 @@ static const int signal_setup_calls[] = {
 
 /*
  * VFIO device assignment: the ioctls a running machine makes on a VFIO
- * device fd (MSI-X vectors enabled or masked by the guest: SET_IRQS; a
- * function-level reset).  Add here any other VFIO ioctl a vCPU thread, an
- * iothread or the main loop makes after set-up.
+ * device or container fd.  Everything else the model does at run time is in
+ * other groups: trapped BAR and config accesses and kickvm's fallback
+ * device writes are pread/pwrite on the device fd (block I/O group), held
+ * interrupts and ioeventfds are eventfds (events group), irqfds, routes and
+ * KVM ioeventfds are VM ioctls.  Add here any other VFIO ioctl a vCPU
+ * thread, an iothread or the main loop makes after set-up.
  */
 static const unsigned long vfio_runtime_ioctls[] = {
-	VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_RESET,
+	/* MSI/MSI-X enabled, vectors masked or unmasked by the guest */
+	VFIO_DEVICE_SET_IRQS,
+	/* a guest (bus) reset resets the function */
+	VFIO_DEVICE_RESET,
+	/* device-write ioeventfds: a reset removes the dynamic ones, hot-write
+	 * promotion adds them from a vCPU's trapped write */
+	VFIO_DEVICE_IOEVENTFD,
+	/* the DMA listener follows guest RAM: a BAR the guest places over RAM
+	 * splits a RAM range (unmapped, its pieces mapped), and moving it away
+	 * joins them again; a config write on a vCPU does that */
+	VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
 };
 
 /*

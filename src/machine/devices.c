@@ -148,11 +148,11 @@ int machine_add_vfio_pci(struct machine *m, const struct machine_vfio_opts *o,
 	vo.id = md->id;
 	vo.slot = o->slot;
 	vo.msix_relocation = o->msix_relocation;
-	/* The MSI-X relocation planner plugs in here; without one, only
-	 * x-msix-relocation=off is accepted. */
-	vo.planner = NULL;
+	vo.planner = vfio_msix_reloc_planner;
 	vo.no_mmap = o->no_mmap;
 	vo.ioeventfd = o->ioeventfd;
+	vo.static_ioeventfds = o->ioeventfds;
+	vo.nr_static_ioeventfds = o->nr_ioeventfds;
 	vo.loop = m->main_loop;
 	vo.dma_root = m->system_root;
 	ret = vfio_pci_create(m->pci, b, &vo, &md->vfio, why);

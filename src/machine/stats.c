@@ -143,6 +143,9 @@ int machine_info(struct machine *m, const char *what, FILE *out)
 	if (all || strcmp(what, "ioeventfds") == 0) {
 		address_space_dump_ioeventfds(m->as_memory, out);
 		address_space_dump_ioeventfds(m->as_io, out);
+		for (int i = 0; i < m->nr_devices; i++)
+			if (m->devices[i].vfio)
+				vfio_pci_dump_ioeventfds(m->devices[i].vfio, out);
 		known = true;
 	}
 	return known ? 0 : -EINVAL;

@@ -58,6 +58,7 @@ struct vfio_ioeventfd_set {
 	unsigned nr;
 	struct vfio_ioeventfd *retired;  /* removed, eventfd still open */
 	atomic_bool warned_fallback;    /* the backend refusal is logged once */
+	bool handler_only;              /* ioeventfd=off: the backend is not asked */
 };
 
 /* "EEXIST" for EEXIST. */
@@ -133,6 +134,7 @@ int vfio_ioeventfd_set_new(const struct vfio_ioeventfd_config *cfg,
 	set->limits = cfg->limits;
 	set->decode_enabled = cfg->decode_enabled;
 	set->opaque = cfg->opaque;
+	set->handler_only = cfg->handler_only;
 	pthread_mutex_init(&set->lock, NULL);
 	set->tail = &set->head;
 	*out = set;
@@ -229,7 +231,7 @@ static int backend_ioeventfd(struct vfio_ioeventfd_set *set, const struct vfio_i
 /* Put a writer behind the eventfd: the backend, else the handler. */
 static int attach_writer(struct vfio_ioeventfd_set *set, struct vfio_ioeventfd *ev)
 {
-	int err = backend_ioeventfd(set, &ev->req, ev->e.fd);
+	int err = set->handler_only ? -EPERM : backend_ioeventfd(set, &ev->req, ev->e.fd);
 
 	if (!err) {
 		ev->writer = VFIO_IOEVENTFD_BY_BACKEND;
@@ -237,7 +239,7 @@ static int attach_writer(struct vfio_ioeventfd_set *set, struct vfio_ioeventfd *
 	}
 	ev->writer = VFIO_IOEVENTFD_BY_HANDLER;
 	ev->backend_err = -err;
-	if (!atomic_exchange(&set->warned_fallback, true)) {
+	if (!set->handler_only && !atomic_exchange(&set->warned_fallback, true)) {
 		log_warn("vfio", "%s: %s refused device-write ioeventfd bar%u+0x%" PRIx64
 			 "[%u] (%s): kickvm performs those writes itself (slower)",
 			 set->name, set->backend->name, ev->req.bar, ev->req.offset,
@@ -521,6 +523,7 @@ static void add_stats(const struct vfio_ioeventfd_info *info, void *opaque)
 		s->by_handler++;
 	s->dynamic += info->dynamic;
 	s->userspace_signals += info->userspace_signals;
+	s->handler_runs += info->handler_runs;
 	s->handler_writes += info->handler_writes;
 	s->dropped += info->dropped;
 	s->write_errors += info->write_errors;

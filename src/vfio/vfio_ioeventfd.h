@@ -117,6 +117,9 @@ struct vfio_ioeventfd_config {
 	 * NULL: always. */
 	bool (*decode_enabled)(void *opaque, unsigned bar);
 	void *opaque;
+	/* ioeventfd=off: never ask the backend; kickvm's handler performs
+	 * every write (the path then reads "handler (EPERM)"). */
+	bool handler_only;
 };
 
 /* Create an empty set; the config is copied (@name too).  -EINVAL without
@@ -224,7 +227,7 @@ void vfio_ioeventfd_for_each(struct vfio_ioeventfd_set *set,
 
 struct vfio_ioeventfd_stats {
 	unsigned entries, by_backend, by_handler, dynamic;
-	uint64_t userspace_signals, handler_writes, dropped, write_errors;
+	uint64_t userspace_signals, handler_runs, handler_writes, dropped, write_errors;
 };
 void vfio_ioeventfd_get_stats(struct vfio_ioeventfd_set *set, struct vfio_ioeventfd_stats *out);
 

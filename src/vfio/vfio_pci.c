@@ -158,6 +158,7 @@ static void device_reset(struct vfio_pci *v, const char *why)
 	int r;
 
 	vfio_irq_reset(v);
+	vfio_devioev_reset(v);  /* a new driver may write elsewhere */
 	vfio_bars_device_memory(v, false);
 	if (v->can_reset) {
 		r = v->b->ops->reset(v->b);
@@ -288,8 +289,11 @@ static int plan_layout(struct vfio_pci *v, const char **why)
 		return 0;
 	}
 	r = v->opts.planner(&v->phys, v->opts.msix_relocation, &v->virt, why);
-	if (r < 0)
-		return r;
+	if (r < 0) {
+		log_error(v->id, "x-msix-relocation refused: %s (%s)", *why ? *why : "no reason given",
+			  strerror(-r));
+		return -EDOM;  /* the option does not fit the device */
+	}
 	for (int i = 0; i < PCI_NUM_BARS; i++) {
 		if (v->virt.bars[i].size < v->phys.bars[i].size ||
 		    (v->virt.bars[i].size && !bar_size_ok(v->virt.bars[i].size, v->virt.bars[i].type))) {
@@ -438,6 +442,9 @@ int vfio_pci_create(struct pci_bus *bus, struct vfio_backend *b, const struct vf
 		*why = "cannot build the BARs";
 		goto fail_bars;
 	}
+	r = vfio_devioev_create(v, why);
+	if (r < 0)
+		goto fail_ioev;
 	r = vfio_irq_create(v);
 	if (r < 0) {
 		*why = "cannot set up MSI/MSI-X";
@@ -464,6 +471,8 @@ fail_plug:
 fail_dma:
 	vfio_irq_destroy(v);
 fail_irq:
+	vfio_devioev_destroy(v);
+fail_ioev:
 	vfio_bars_destroy(v);
 fail_bars:
 	device_reset(v, "failed start");
@@ -482,6 +491,7 @@ void vfio_pci_destroy(struct vfio_pci *v)
 	if (v->dev.bus)
 		pci_bus_remove_device(v->dev.bus, &v->dev);
 	vfio_irq_destroy(v);
+	vfio_devioev_destroy(v);  /* before the trapped regions it sits on */
 	vfio_dma_stop(v);
 	/* The next user finds the device as we found it. */
 	device_reset(v, "exit");
@@ -543,6 +553,7 @@ void vfio_pci_get_stats(struct vfio_pci *v, struct vfio_pci_stats *s)
 	s->dma_unmaps = atomic_load(&v->dma_unmaps);
 	s->dma_bytes = atomic_load(&v->dma_bytes);
 	s->resets = atomic_load(&v->resets);
+	vfio_devioev_stats(v, s);
 }
 
 void vfio_pci_print_stats(struct vfio_pci *v, FILE *out)
@@ -561,6 +572,12 @@ void vfio_pci_print_stats(struct vfio_pci *v, FILE *out)
 	fprintf(out, "  DMA: %" PRIu64 " bytes of guest RAM mapped (maps %" PRIu64 ", unmaps %"
 		PRIu64 "); resets %" PRIu64 ", errors %" PRIu64 "\n", s.dma_bytes, s.dma_maps,
 		s.dma_unmaps, s.resets, (uint64_t)atomic_load(&v->errors));
+	if (s.ioeventfds)
+		fprintf(out, "  device-write ioeventfds %u: by the kernel %u, by kickvm's handler %u;"
+			" trapped writes matched %" PRIu64 ", handler runs %" PRIu64 ", handler writes %"
+			PRIu64 ", dropped (decode off) %" PRIu64 ", errors %" PRIu64 "\n", s.ioeventfds,
+			s.ioeventfds_by_kernel, s.ioeventfds_by_handler, s.ioeventfd_userspace_signals,
+			s.ioeventfd_handler_runs, s.ioeventfd_handler_writes, s.ioeventfd_dropped, s.ioeventfd_errors);
 	if (vfio_pci_print_ioeventfd_stats)
 		vfio_pci_print_ioeventfd_stats(v, out);
 }

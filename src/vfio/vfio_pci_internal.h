@@ -91,6 +91,9 @@ struct vfio_pci {
 	pthread_mutex_t msi_lock;
 	struct vfio_msi_vec msi_vec[VFIO_MAX_MSI];
 
+	/* Device-write ioeventfds (vfio_devioev.c) */
+	struct vfio_ioeventfd_set *ioev;
+
 	/* DMA */
 	struct address_space *dma_as;
 
@@ -123,6 +126,16 @@ void vfio_msi_config_read(struct vfio_pci *v, uint32_t offset, unsigned len);
 /* Interrupts off on the device (before a reset). */
 void vfio_irq_reset(struct vfio_pci *v);
 unsigned vfio_irq_on_irqfd(struct vfio_pci *v);
+
+/* vfio_devioev.c */
+/* The device's set, with the static entries of the options: -EDOM (and
+ * *@why) when one breaks the rules. */
+int vfio_devioev_create(struct vfio_pci *v, const char **why);
+void vfio_devioev_destroy(struct vfio_pci *v);
+/* Device reset: the dynamic entries go, the static ones stay. */
+void vfio_devioev_reset(struct vfio_pci *v);
+/* Fill the ioeventfd fields of @s. */
+void vfio_devioev_stats(struct vfio_pci *v, struct vfio_pci_stats *s);
 
 /* vfio_dma.c */
 int vfio_dma_start(struct vfio_pci *v);

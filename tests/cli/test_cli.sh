@@ -43,6 +43,11 @@ check "undeclared iothread"   2 "no iothread 'io9'"          -- "$kickvm" run -d
 check "vfio malformed BDF"    2 "malformed host 'zz:00.0'"   -- "$kickvm" run -device vfio-pci,host=zz:00.0 "$demo"
 check "vfio without host"     2 "vfio-pci needs host=BDF"    -- "$kickvm" run -device vfio-pci,id=nic "$demo"
 check "vfio bad relocation"   2 "bad value for 'x-msix-relocation'" -- "$kickvm" run -device vfio-pci,host=01:00.0,x-msix-relocation=bar6 "$demo"
+check "vfio ioeventfd width"  2 "bad x-device-ioeventfd '0:0x4:3:1'" -- "$kickvm" run -device vfio-pci,host=01:00.0,x-device-ioeventfd=0:0x4:3:1 "$demo"
+check "vfio ioeventfd BAR"    2 "bad x-device-ioeventfd '6:0x4:4:1'" -- "$kickvm" run -device vfio-pci,host=01:00.0,x-device-ioeventfd=6:0x4:4:1 "$demo"
+check "vfio ioeventfd fields" 2 "want BAR:OFFSET:WIDTH:DATA" -- "$kickvm" run -device vfio-pci,host=01:00.0,x-device-ioeventfd=0:0x4:4 "$demo"
+check "vfio ioeventfd data"   2 "DATA fitting WIDTH" -- "$kickvm" run -device vfio-pci,host=01:00.0,x-device-ioeventfd=0:0x4:1:0x100 "$demo"
+check "vfio ioeventfd help"   0 "x-device-ioeventfd=BAR:OFFSET:WIDTH:DATA" -- "$kickvm" run --help
 check "bad object"            2 "only 'iothread,id=NAME'"    -- "$kickvm" run -object memory-backend,id=m "$demo"
 check "bad poll-max-ns"       2 "bad poll-max-ns 'lots'"     -- "$kickvm" run -object iothread,id=io0,poll-max-ns=lots "$demo"
 check "bench blk bad poll-ns" 2 "bad --poll-ns '-1'"         -- "$kickvm" bench blk --poll-ns -1

@@ -10,7 +10,10 @@
  * never shadows it), and every DMA mapping the device holds is guest RAM at
  * its own address (never a BAR, never outside RAM).
  *
- * Input: a first byte of options (bit 0: x-no-mmap), then records
+ * Input: a first byte of options (bit 0: x-no-mmap; bit 1: start from a
+ * driver's placement; bits 2-3: x-msix-relocation off, auto, bar0 grown,
+ * bar5 added; bit 4: a device-write ioeventfd at BAR0+0x1000 performed by
+ * kickvm's handler), then records
  *   op(1) size(1) where(4) data(8)
  * op % 8: 0 config read, 1 config write, 2 MMIO read, 3 MMIO write,
  *         4 port read/write, 5 MSI-X table/PBA write at the BAR 0 the guest
@@ -73,8 +76,12 @@ static struct vfio_fake *make_device(void)
 	return f;
 }
 
-static void world_create(struct world *w, bool no_mmap)
+/* @mode: bits 0-1 the relocation (off, auto, bar0 grown, bar5 added), bit 2
+ * a static device-write ioeventfd on BAR0 whose writer is kickvm's handler. */
+static void world_create(struct world *w, bool no_mmap, unsigned mode)
 {
+	static const int relocation[4] = { VFIO_MSIX_RELOC_OFF, VFIO_MSIX_RELOC_AUTO, 0, 5 };
+	static const struct vfio_pci_ioeventfd_spec ioev = { 0, 0x1000, 4, 0x1 };
 	struct vfio_pci_opts o;
 	const char *why;
 
@@ -91,6 +98,13 @@ static void world_create(struct world *w, bool no_mmap)
 	w->f = make_device();
 	vfio_pci_opts_defaults(&o);
 	o.no_mmap = no_mmap;
+	o.planner = vfio_msix_reloc_planner;
+	o.msix_relocation = relocation[mode & 3];
+	if (mode & 4) {
+		w->f->no_ioeventfd = true;
+		o.static_ioeventfds = &ioev;
+		o.nr_static_ioeventfds = 1;
+	}
 	o.loop = w->loop;
 	o.dma_root = w->pci.system;
 	if (vfio_pci_create(w->pci.bus, &w->f->base, &o, &w->v, &why) < 0)
@@ -164,7 +178,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size < 1)
 		return 0;
 	log_set_quiet(true);
-	world_create(&w, data[0] & 1);
+	world_create(&w, data[0] & 1, (data[0] >> 2) & 7);
 	if (data[0] & 2) {  /* half the inputs start from a driver's placement */
 		pci_bus_config_write(w.pci.bus, 0, w.devfn, 0x10, 0xc0000000u, 4);
 		pci_bus_config_write(w.pci.bus, 0, w.devfn, 0x18, 0xc0004000u, 4);

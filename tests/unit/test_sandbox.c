@@ -6,6 +6,9 @@
  *    a bad fd), KVM_CREATE_VM does not; executable memory is refused;
  *  - what a vCPU thread does after set-up works under its filter: eventfds,
  *    malloc, log lines, console output, block I/O it submits itself;
+ *  - what the VFIO model does at run time is allowed on vCPU, iothread and
+ *    main-loop threads (its ioctls reach the kernel: EBADF on a bad fd;
+ *    pread/pwrite on the device fd; eventfds), not on a block worker;
  *  - log mode lets a forbidden call through, off installs nothing;
  *  - an iothread sandboxed in this process serves block I/O on every engine
  *    (io_uring, threads with their sandboxed workers, inline), an fd handler
@@ -25,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <linux/kvm.h>
+#include <linux/vfio.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -125,6 +129,7 @@ static long call_openat(void) { return open("/etc/hostname", O_RDONLY); }
 static long call_create_vm(void) { return ioctl(-1, KVM_CREATE_VM, 0); }
 static long call_kvm_run(void) { return ioctl(-1, KVM_RUN, 0); }
 static long call_fork(void) { return syscall(SYS_fork); }
+static long call_map_dma(void) { return ioctl(-1, VFIO_IOMMU_MAP_DMA, 0); }
 static long call_epoll_ctl(void) { return syscall(SYS_epoll_ctl, -1, 0, -1, NULL); }
 static long call_tgkill_init(void) { return syscall(SYS_tgkill, 1, 1, 0); }
 static long call_exec_mmap(void)
@@ -156,6 +161,7 @@ static void test_forbidden_call_named(void **state)
 		{ SANDBOX_IOTHREAD, "ioctl", SYS_ioctl, call_kvm_run },  /* a vCPU's, not an iothread's */
 		{ SANDBOX_MAIN_LOOP, "fork", SYS_fork, call_fork },
 		{ SANDBOX_BLOCK_WORKER, "ioctl", SYS_ioctl, call_kvm_run },
+		{ SANDBOX_BLOCK_WORKER, "ioctl", SYS_ioctl, call_map_dma },
 		{ SANDBOX_BLOCK_WORKER, "epoll_ctl", SYS_epoll_ctl, call_epoll_ctl },
 	};
 	(void)state;
@@ -272,6 +278,47 @@ static void test_vcpu_work_allowed(void **state)
 	unlink(image);
 	assert_exited(&c, 0);
 	assert_non_null(strstr(c.err, "a log line from a sandboxed vCPU thread"));
+}
+
+/* ---- VFIO at run time ---------------------------------------------------------- */
+
+/* In class *@opaque: every ioctl and call the VFIO model makes after set-up
+ * reaches the kernel (a bad fd answers EBADF instead of the filter killing
+ * us). */
+static int vfio_runtime_work(void *opaque)
+{
+	static const unsigned long ioctls[] = {
+		VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_RESET, VFIO_DEVICE_IOEVENTFD,
+		VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
+	};
+	uint32_t word = 0;
+	struct event_notifier e;
+
+	if (sandbox_enter(*(enum sandbox_class *)opaque) < 0)
+		return 2;
+	for (unsigned i = 0; i < sizeof(ioctls) / sizeof(ioctls[0]); i++)
+		if (ioctl(-1, ioctls[i], 0) != -1 || errno != EBADF)
+			return 10 + (int)i;
+	if (pread(-1, &word, 4, 0x1000) != -1 || errno != EBADF ||
+	    pwrite(-1, &word, 4, 0x1000) != -1 || errno != EBADF)
+		return 3;
+	if (event_notifier_init(&e, false) < 0)
+		return 4;
+	event_notifier_cleanup(&e);
+	return 0;
+}
+
+static void test_vfio_runtime_allowed(void **state)
+{
+	enum sandbox_class classes[] = { SANDBOX_VCPU, SANDBOX_IOTHREAD, SANDBOX_MAIN_LOOP };
+	(void)state;
+
+	for (unsigned i = 0; i < 3; i++) {
+		struct child c;
+
+		run_child(vfio_runtime_work, &classes[i], &c);
+		assert_exited(&c, 0);
+	}
 }
 
 /* ---- log and off ---------------------------------------------------------------- */
@@ -471,6 +518,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_forbidden_call_named),
 		cmocka_unit_test(test_vcpu_work_allowed),
+		cmocka_unit_test(test_vfio_runtime_allowed),
 		cmocka_unit_test(test_log_and_off_let_it_through),
 		cmocka_unit_test(test_parse_mode),
 		cmocka_unit_test(test_iothread_io_uring),
