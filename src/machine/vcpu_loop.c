@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -103,6 +104,14 @@ static int fatal_exit(struct machine *m, struct vcpu *v, const char *what)
 	return -EFAULT;
 }
 
+static int kvm_run_failed(struct machine *m, struct vcpu *v, int err)
+{
+	char what[96];
+
+	snprintf(what, sizeof(what), "KVM_RUN failed (%s)", strerror(-err));
+	return fatal_exit(m, v, what);
+}
+
 int machine_vcpu_dispatch(struct machine *m, int cpu, struct machine_exit *ex)
 {
 	struct vcpu *v = m->vcpus[cpu];
@@ -167,8 +176,13 @@ int machine_vcpu_run_until_event(struct machine *m, int cpu, struct machine_exit
 				return MACHINE_STOPPED;
 			continue;
 		}
+		/* KVM_RUN itself failed.  EFAULT: KVM could not get the pages of
+		 * a memory slot the guest touched (an assigned device's mapped
+		 * BAR that vfio-pci revoked, a mapping that went away).  Fatal
+		 * and said, with the registers: a vCPU thread that just ended
+		 * would leave the guest waiting for that CPU with no word. */
 		if (ret < 0)
-			return ret;
+			return kvm_run_failed(m, m->vcpus[cpu], ret);
 		ret = machine_vcpu_dispatch(m, cpu, ex);
 		if (ret != MACHINE_CONTINUE)
 			return ret;
