@@ -200,14 +200,12 @@ static void *vcpu_thread(void *opaque)
 		machine_request_stop(m, 1);
 		return NULL;
 	}
+	/* An error has been said and has stopped the machine already (a fatal
+	 * exit, or KVM_RUN failing): this thread only ends. */
 	while (!m->stopping) {
 		ret = machine_vcpu_run_until_event(m, v->index, NULL);
 		if (ret == MACHINE_STOPPED || ret < 0)
 			break;
-	}
-	if (ret < 0 && ret != -EFAULT) {
-		log_error("vcpu", "cpu%d: KVM_RUN failed: %s", v->index, strerror(-ret));
-		machine_request_stop(m, 1);
 	}
 	return NULL;
 }
