@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -105,6 +106,14 @@ static int fatal_exit(struct machine *m, struct vcpu *v, const char *what)
 	return -EFAULT;
 }
 
+static int kvm_run_failed(struct machine *m, struct vcpu *v, int err)
+{
+	char what[96];
+
+	snprintf(what, sizeof(what), "KVM_RUN failed (%s)", strerror(-err));
+	return fatal_exit(m, v, what);
+}
+
 int machine_vcpu_dispatch(struct machine *m, int cpu, struct machine_exit *ex)
 {
 	struct vcpu *v = m->vcpus[cpu];
@@ -171,8 +180,13 @@ int machine_vcpu_run_until_event(struct machine *m, int cpu, struct machine_exit
 				return MACHINE_STOPPED;
 			continue;
 		}
+		/* KVM_RUN itself failed.  EFAULT: KVM could not get the pages of
+		 * a memory slot the guest touched (an assigned device's mapped
+		 * BAR that vfio-pci revoked, a mapping that went away).  Fatal
+		 * and said, with the registers: a vCPU thread that just ended
+		 * would leave the guest waiting for that CPU with no word. */
 		if (ret < 0)
-			return ret;
+			return kvm_run_failed(m, m->vcpus[cpu], ret);
 		ret = machine_vcpu_dispatch(m, cpu, ex);
 		if (ret != MACHINE_CONTINUE)
 			return ret;
@@ -190,6 +204,8 @@ static void *vcpu_thread(void *opaque)
 		machine_request_stop(m, 1);
 		return NULL;
 	}
+	/* An error has been said and has stopped the machine already (a fatal
+	 * exit, or KVM_RUN failing): this thread only ends. */
 	while (!m->stopping) {
 		machine_park_if_paused(m, v->index);
 		if (m->stopping)
@@ -198,10 +214,6 @@ static void *vcpu_thread(void *opaque)
 		/* MACHINE_STOPPED without stopping: a pause. */
 		if (ret < 0 || (ret == MACHINE_STOPPED && m->stopping))
 			break;
-	}
-	if (ret < 0 && ret != -EFAULT) {
-		log_error("vcpu", "cpu%d: KVM_RUN failed: %s", v->index, strerror(-ret));
-		machine_request_stop(m, 1);
 	}
 	return NULL;
 }

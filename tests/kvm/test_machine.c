@@ -12,11 +12,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #include <linux/kvm.h>
 
 #include "harness.h"
 #include "kickvm/boot.h"
 #include "kickvm/log.h"
+#include "kickvm/memory.h"
 #include "kickvm/sandbox.h"
 
 static int count_dir(const char *path)
@@ -331,6 +333,61 @@ static void test_bad_ucall_flood(void **state)
 	machine_destroy(m);
 }
 
+struct watchdog {
+	struct machine *m;
+	_Atomic bool done;
+};
+
+/* Stops the machine with status 99 if it is still running after 20 s. */
+static void *watchdog_thread(void *opaque)
+{
+	struct watchdog *w = opaque;
+	uint64_t end = clock_ns() + 20000ull * 1000000;
+
+	while (!w->done && clock_ns() < end)
+		usleep(10000);
+	if (!w->done)
+		machine_request_stop(w->m, 99);
+	return NULL;
+}
+
+/* A guest touching a memory slot whose pages the host cannot give (KVM_RUN
+ * fails with EFAULT, as it does on an assigned device's mapped BAR that
+ * vfio-pci revoked) stops the machine with status 1 and a register dump.
+ * The vCPU thread used to end without a word: the machine ran on, its
+ * guest waiting for that CPU, until a timeout killed it. */
+static void test_unbacked_slot_is_fatal(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	char path[] = "/tmp/kickvm-unbacked-XXXXXX";
+	int fd = mkstemp(path);
+	struct watchdog w = { .m = m };
+	struct mem_region *mr;
+	pthread_t t;
+	void *host;
+
+	(void)state;
+	assert_true(fd >= 0);
+	unlink(path);
+	/* An empty file: every page of the mapping is past its end (SIGBUS). */
+	host = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	close(fd);
+	assert_true(host != MAP_FAILED);
+	mr = mr_new_ram_device("unbacked", 4096, host);
+	assert_non_null(mr);
+	assert_int_equal(mr_add_subregion(m->system_root, 0xd0000000, mr, 0), 0);
+	vm_load_script(m, "ncpus=1; cpl3; r4 0xd0000000 1; exit 0");
+	assert_int_equal(pthread_create(&t, NULL, watchdog_thread, &w), 0);
+	assert_int_equal(machine_run(m), 1);
+	w.done = true;
+	pthread_join(t, NULL);
+	assert_true(m->guest_failed);
+	mr_del_subregion(m->system_root, mr);
+	mr_free(mr);
+	machine_destroy(m);
+	munmap(host, 4096);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -343,6 +400,7 @@ int main(void)
 		cmocka_unit_test(test_emulation_failure),
 		cmocka_unit_test(test_bad_ucall_address),
 		cmocka_unit_test(test_bad_ucall_flood),
+		cmocka_unit_test(test_unbacked_slot_is_fatal),
 	};
 
 	log_set_level(LOG_ERROR);
