@@ -474,15 +474,20 @@ void vcpu_dump_state(struct vcpu *v, FILE *out)
 			apic_reg(&lapic, 0x380), apic_reg(&lapic, 0x390));
 	}
 	{
-		/* A timer in TSC-deadline mode keeps its deadline in an MSR. */
-		struct {
-			struct kvm_msrs hdr;
-			struct kvm_msr_entry e[2];
-		} msrs = { .hdr.nmsrs = 2, .e = { { .index = 0x10 }, { .index = 0x6e0 } } };
+		/* A timer in TSC-deadline mode keeps its deadline in an MSR.  The
+		 * entries follow the header (a flexible array), so allocate both. */
+		struct kvm_msrs *msrs = calloc(1, sizeof(*msrs) + 2 * sizeof(msrs->entries[0]));
 
-		if (kvm_ioctl(v->fd, KVM_GET_MSRS, &msrs) == 2)
-			fprintf(out, "  tsc %llu, tsc-deadline %llu\n",
-				(unsigned long long)msrs.e[0].data, (unsigned long long)msrs.e[1].data);
+		if (msrs) {
+			msrs->nmsrs = 2;
+			msrs->entries[0].index = 0x10;
+			msrs->entries[1].index = 0x6e0;
+			if (kvm_ioctl(v->fd, KVM_GET_MSRS, msrs) == 2)
+				fprintf(out, "  tsc %llu, tsc-deadline %llu\n",
+					(unsigned long long)msrs->entries[0].data,
+					(unsigned long long)msrs->entries[1].data);
+			free(msrs);
+		}
 	}
 	vcpu_dump_regs(v, out);
 }
