@@ -63,7 +63,8 @@ int event_notifier_set(struct event_notifier *e);
 int event_notifier_signal_fallback(struct event_notifier *e);
 /* Read and zero the counter; returns how many signals it held (0 if none). */
 uint64_t event_notifier_test_and_clear(struct event_notifier *e);
-/* Current counter value without consuming it (from /proc/self/fdinfo). */
+/* Current counter value without consuming it (from /proc/self/fdinfo); 0 on
+ * a sandboxed thread, which may not open files. */
 uint64_t event_notifier_pending(const struct event_notifier *e);
 /* consumed + pending: every signal the notifier ever received. */
 uint64_t event_notifier_total(const struct event_notifier *e);

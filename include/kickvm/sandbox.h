@@ -77,6 +77,11 @@ int sandbox_enter(enum sandbox_class cls);
  * (tests check that machine_run() sandboxes every thread it should). */
 unsigned long sandbox_threads_entered(enum sandbox_class cls);
 
+/* Whether the calling thread runs under a filter (any mode but off): such a
+ * thread may not open files, so code that would (reading /proc) must take
+ * another way or do without. */
+bool sandbox_thread_filtered(void);
+
 /*
  * The QMP monitor's socket (kickvm/qmp.h) is served by the main loop: with
  * @on, the main loop's list also has the monitor group (accepting and

@@ -124,6 +124,7 @@ static const unsigned long vcpu_ioctls[] = {
  * the main loop, which also puts the signal handlers back). */
 static const unsigned long vcpu_state_ioctls[] = {
 	KVM_GET_REGS, KVM_GET_SREGS, KVM_GET_MP_STATE, KVM_GET_LAPIC, KVM_GET_MSRS,
+	KVM_TRANSLATE,
 };
 
 static const int signal_setup_calls[] = {
@@ -233,6 +234,8 @@ static char syscall_names[MAX_SYSCALL_NR][MAX_NAME];
 static __thread enum sandbox_class thread_class;
 static __thread bool thread_sandboxed;
 static _Atomic unsigned long entered[SANDBOX_NR_CLASSES];
+
+bool sandbox_thread_filtered(void) { return thread_sandboxed; }
 
 unsigned long sandbox_threads_entered(enum sandbox_class cls)
 {
