@@ -5,30 +5,13 @@
 # Guest RAM is DMA-mapped; the device is reset at start and exit, and a second
 # run finds it usable.
 # lab-qemu: -device edu -drive if=none,id=nvm,file=@LAB@/nvme.img,format=raw -device nvme,serial=kickvm0,drive=nvm
-K=/kickvm/bin/kickvm
+GROUP=vfio-model
+. /lab/lib/vfio.sh  # K, fail, find_dev, bind_vfio
 G=/kickvm/guest/kickvm-demo.elf
 S=/kickvm/guest/kickvm-script.elf
 # ECAM 0xe0000000, bus 0 slot 1: BAR 0 at 0xc0000000, memory + bus master on,
 # then edu's ID (0x010000ed) and its liveness register (reads ~written).
 EDU_SCRIPT="w4 0xe0008010 0xc0000000 1; w2 0xe0008004 6 1; r4 0xc0000000 1 0x010000ed; w4 0xc0000004 0x12345678 1; r4 0xc0000004 1 0xedcba987; exit 0"
-fail() { echo "vfio-model: FAIL: $*"; exit 1; }
-
-find_dev() {  # find_dev VENDOR DEVICE -> BDF
-	for d in /sys/bus/pci/devices/*; do
-		if [ "$(cat $d/vendor)" = "$1" ] && [ "$(cat $d/device)" = "$2" ]; then
-			basename $d
-			return 0
-		fi
-	done
-	return 1
-}
-bind_vfio() {
-	echo vfio-pci > /sys/bus/pci/devices/$1/driver_override
-	[ -e /sys/bus/pci/devices/$1/driver ] && echo $1 > /sys/bus/pci/devices/$1/driver/unbind
-	echo $1 > /sys/bus/pci/drivers_probe
-	[ "$(basename $(readlink /sys/bus/pci/devices/$1/driver))" = vfio-pci ] ||
-		fail "$1 did not bind to vfio-pci"
-}
 
 edu=$(find_dev 0x1234 0x11e8) || fail "no edu device"
 nvme=$(find_dev 0x1b36 0x0010) || fail "no nvme device"
