@@ -622,6 +622,9 @@ static void test_stop_runs_handler_once(void **state)
 	set_status(f, status(f) & ~VIRTIO_STATUS_DRIVER_OK);
 	assert_false(virtio_pci_notifiers_active(f->vp));
 	assert_int_equal(f->dm.notifies[0], 2);
+	/* Refused, in fact: the device broke (docs/virtio-errors.md). */
+	assert_int_equal(status(f) & (VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET),
+			 VIRTIO_STATUS_DRIVER_OK | VIRTIO_STATUS_NEEDS_RESET);
 }
 
 static void test_ioeventfd_off(void **state)
