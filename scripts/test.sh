@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install, build and run the whole test suite.
 #   scripts/test.sh             the normal build (build/): the quick part (unit,
-#                               kvm, cli: about a minute), then the lab (QEMU
+#                               kvm, cli: under a minute), then the lab (QEMU
 #                               emulating a host: 5 groups, 5-10 minutes on a
 #                               quiet 2-core host), each lab group printed as it
 #                               starts and ends, with its time
@@ -63,7 +63,7 @@ case "${1:-}" in
 	scripts/setup.sh build
 	status=0
 	rm -f build/meson-logs/quick.json build/meson-logs/lab.json
-	echo "test: $(date +%T) the quick part: unit, kvm and cli tests (about a minute)"
+	echo "test: $(date +%T) the quick part: unit, kvm and cli tests (under a minute)"
 	meson test -C build --print-errorlogs --num-processes 2 --no-suite lab --logbase quick ||
 		status=$?
 	if [ "${1:-}" != --quick ]; then
