@@ -2,7 +2,7 @@
 # Install, build and run the whole test suite.
 #   scripts/test.sh             the normal build (build/): the quick part (unit,
 #                               kvm, cli: under a minute), then the lab (QEMU
-#                               emulating a host: 5 groups, 5-10 minutes on a
+#                               emulating a host: 8 groups, about 15 minutes on a
 #                               quiet 2-core host), each lab group printed as it
 #                               starts and ends, with its time
 #   scripts/test.sh --quick     the quick part only (no lab)
