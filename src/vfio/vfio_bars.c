@@ -261,6 +261,18 @@ void vfio_rom_update(struct vfio_pci *v)
 	memory_transaction_commit();
 }
 
+/* Take the ROM out of the address space; while the device is still on its
+ * bus, which knows the address space (pci_bus_remove_device forgets it). */
+void vfio_rom_unmap(struct vfio_pci *v)
+{
+	if (!v->rom || v->rom_addr == PCI_BAR_UNMAPPED || !v->dev.bus)
+		return;
+	memory_transaction_begin();
+	mr_del_subregion(pci_bus_system_root(v->dev.bus), v->rom);
+	v->rom_addr = PCI_BAR_UNMAPPED;
+	memory_transaction_commit();
+}
+
 static int create_rom(struct vfio_pci *v)
 {
 	uint64_t size = v->num_regions > VFIO_PCI_ROM ? v->desc[VFIO_PCI_ROM].size : 0;
@@ -332,8 +344,7 @@ void vfio_bars_destroy(struct vfio_pci *v)
 		mr_free(bar->container);
 		bar->trap = bar->container = NULL;
 	}
-	if (v->rom && v->rom_addr != PCI_BAR_UNMAPPED && v->dev.bus)
-		mr_del_subregion(pci_bus_system_root(v->dev.bus), v->rom);
+	vfio_rom_unmap(v);
 	mr_free(v->rom);
 	v->rom = NULL;
 }

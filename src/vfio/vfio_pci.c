@@ -488,6 +488,7 @@ void vfio_pci_destroy(struct vfio_pci *v)
 {
 	if (!v)
 		return;
+	vfio_rom_unmap(v);  /* the bus unmaps the BARs, not the ROM */
 	if (v->dev.bus)
 		pci_bus_remove_device(v->dev.bus, &v->dev);
 	vfio_irq_destroy(v);

@@ -113,6 +113,7 @@ void vfio_bars_destroy(struct vfio_pci *v);
 void vfio_bars_device_memory(struct vfio_pci *v, bool on);
 /* The guest wrote the command register or the ROM BAR. */
 void vfio_rom_update(struct vfio_pci *v);
+void vfio_rom_unmap(struct vfio_pci *v);
 uint64_t vfio_bars_mapped_bytes(const struct vfio_pci *v);
 void vfio_bars_print(struct vfio_pci *v, FILE *out);
 
