@@ -182,9 +182,6 @@ struct vfio_pci_stats {
 void vfio_pci_get_stats(struct vfio_pci *v, struct vfio_pci_stats *out);
 /* Stats as --stats prints them, with the mapped ranges (0 exits there). */
 void vfio_pci_print_stats(struct vfio_pci *v, FILE *out);
-/* Device-write ioeventfds print their own lines here (a hook for
- * vfio_ioeventfd.c; NULL: nothing). */
-extern void (*vfio_pci_print_ioeventfd_stats)(struct vfio_pci *v, FILE *out);
 
 /* Kernel vfio-pci: open @bdf (canonical) as a backend.  *@why as for
  * vfio_dev_open(). */

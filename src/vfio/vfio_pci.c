@@ -38,7 +38,6 @@
 #define CMD_DECODE     0x0007  /* I/O, memory, bus master */
 #define CMD_MEMORY     0x0002
 
-void (*vfio_pci_print_ioeventfd_stats)(struct vfio_pci *v, FILE *out);
 
 void vfio_pci_opts_defaults(struct vfio_pci_opts *o)
 {
@@ -579,6 +578,4 @@ void vfio_pci_print_stats(struct vfio_pci *v, FILE *out)
 			PRIu64 ", dropped (decode off) %" PRIu64 ", errors %" PRIu64 "\n", s.ioeventfds,
 			s.ioeventfds_by_kernel, s.ioeventfds_by_handler, s.ioeventfd_userspace_signals,
 			s.ioeventfd_handler_runs, s.ioeventfd_handler_writes, s.ioeventfd_dropped, s.ioeventfd_errors);
-	if (vfio_pci_print_ioeventfd_stats)
-		vfio_pci_print_ioeventfd_stats(v, out);
 }
