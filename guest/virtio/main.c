@@ -5,6 +5,7 @@
  *   mode=test  [irq=0|1] [disk=N] [serial=ID]        functional tests (+ rng if present)
  *   mode=bench op=randread|randwrite qd=N reqs=N [tsc_khz=K] [irq=0|1] [disk=N]
  *   mode=hostile [irq=0|1] [disk=N]                   malformed rings (hostile.c)
+ *   mode=stream [qd=N] [reqs=N] [disk=N]              boot count, sequential writes (stream.c)
  *   common:    [ecam=ADDR] [qsize=N] [indirect=0|1] [event_idx=0] [quiet=1]
  *
  * Both end with UCALL_REPORTs (printed as "REPORT name=value" too):
@@ -254,7 +255,10 @@ static long user_main(void *arg)
 		return bench_run(&args, &devs);
 	if (!strcmp(args.mode, "hostile"))
 		return hostile_run(&args, &devs);
-	printf("kickvm-virtio: mode=test, mode=bench or mode=hostile, please (got \"%s\")\n", args.mode);
+	if (!strcmp(args.mode, "stream"))
+		return stream_run(&args, &devs);
+	printf("kickvm-virtio: mode=test, bench, hostile or stream, please (got \"%s\")\n",
+	       args.mode);
 	return 2;
 }
 

@@ -1,7 +1,8 @@
 /*
  * kickvm-virtio.elf: the virtio-pci test and benchmark guest.  main.c
  * parses the command line and finds the devices, test.c is `mode=test`,
- * bench.c is `mode=bench`, hostile.c `mode=hostile`.  All run at CPL3
+ * bench.c is `mode=bench`, hostile.c `mode=hostile`, stream.c `mode=stream`.
+ * All run at CPL3
  * (run_user()).
  */
 #ifndef VIRTIO_GUEST_H
@@ -14,7 +15,7 @@
 #define MAX_DISKS 4
 
 struct args {
-	char mode[16];          /* test | bench */
+	char mode[16];          /* test | bench | hostile | stream */
 	char op[16];            /* randread | randwrite */
 	char serial[VIRTIO_BLK_ID_BYTES + 1];
 	bool has_serial;
@@ -54,5 +55,7 @@ int test_run(const struct args *a, const struct devices *d);
 int bench_run(const struct args *a, const struct devices *d);
 /* hostile.c: malformed rings case by case (hostile_abi.h). */
 int hostile_run(const struct args *a, const struct devices *d);
+/* stream.c: boot counting and sequential writes (stream_abi.h). */
+int stream_run(const struct args *a, const struct devices *d);
 
 #endif

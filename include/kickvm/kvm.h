@@ -17,6 +17,7 @@
 
 struct kvm_run;
 struct kvm_coalesced_mmio_ring;
+struct vcpu_saved_state;
 struct mem_listener;
 
 /* What the host KVM offers (KVM_CHECK_EXTENSION), read once at open. */
@@ -127,6 +128,7 @@ struct vcpu {
 	_Atomic bool in_kvm_run;         /* inside the KVM_RUN ioctl (diagnostics) */
 	struct vcpu_stats stats;
 	void *opaque;                    /* the owner's (the machine) */
+	struct vcpu_saved_state *saved;  /* vcpu_save_state(), for a reset */
 };
 
 /* Create vCPU @index with the host-supported CPUID (APIC id = index, and the
@@ -135,6 +137,20 @@ int vcpu_create(struct kvm *kvm, int index, struct vcpu **out);
 /* Close the fd and unmap kvm_run. The thread must have been joined. */
 void vcpu_destroy(struct vcpu *v);
 int vcpu_set_boot_state(struct vcpu *v, const struct vcpu_boot_state *bs);
+
+/*
+ * Reset support (src/kvm/vcpu_state.c).  vcpu_save_state() keeps the vCPU's
+ * architectural state (registers, FPU, XCR0, LAPIC, run state, events,
+ * debug registers, the MSRs an OS programs); vcpu_restore_state() writes it
+ * back, on the vCPU's own thread or while it has none, first letting KVM
+ * complete an exit already handled.  kvm_save_state()/kvm_restore_state() do
+ * the same for the PICs, the IOAPIC and the PIT.  0 or a negative errno;
+ * -ENOENT to restore what was never saved.
+ */
+int vcpu_save_state(struct vcpu *v);
+int vcpu_restore_state(struct vcpu *v);
+int kvm_save_state(struct kvm *kvm);
+int kvm_restore_state(struct kvm *kvm);
 
 /* One KVM_RUN. Returns run->exit_reason (>= 0), -EINTR when kicked, or a
  * negative errno.  Counts the exit in @stats. */

@@ -39,6 +39,7 @@ struct virtio_dev;
 struct virtio_pci;
 struct virtio_blk_opts;
 struct vfio_pci;
+struct machine_boot_image;
 
 struct machine_config {
 	uint64_t ram_size;            /* bytes; default 256 MiB */
@@ -47,6 +48,7 @@ struct machine_config {
 	const char *kvm_path;         /* NULL: /dev/kvm */
 	FILE *console;                /* UART output; NULL: stdout */
 	int boot;                     /* enum boot_protocol; default BOOT_AUTO */
+	bool no_reboot;               /* -no-reboot: system_reset ends the machine */
 };
 
 void machine_config_defaults(struct machine_config *cfg);
@@ -90,6 +92,12 @@ struct machine {
 	_Atomic bool pause_requested;
 	int vcpus_parked;             /* under pause_lock */
 	struct machine_monitor *monitor;  /* the QMP socket, or NULL */
+
+	/* Reset in place (src/machine/reset.c). */
+	struct guest_mem_record *boot_record;  /* what the loader wrote */
+	struct machine_boot_image *boot;       /* its contents, kept; NULL: no reset */
+	_Atomic unsigned reset_gen;            /* bumped by each reset */
+	uint64_t resets;
 };
 
 /*
@@ -192,6 +200,22 @@ bool machine_paused(struct machine *m);
  */
 int machine_monitor_start(struct machine *m, const char *path, bool start_paused, bool wait,
 			  const char **why);
+/* Close the monitor, its socket and clients now, before machine_destroy()
+ * (which does it otherwise): a caller that still reads the machine's
+ * counters after machine_run() but wants the clients told it ended. */
+void machine_monitor_close(struct machine *m);
+
+/*
+ * Reset the machine in place (QMP system_reset): every PCI function reset,
+ * the boot image written back, each vCPU and the interrupt controllers back
+ * to their state when the guest was loaded; the guest boots again.  A paused
+ * machine stays paused.  Any thread but a vCPU's.  0, or a negative errno
+ * with *@why: -ENOENT no guest loaded, -EBUSY a vCPU did not stop (nothing
+ * was reset), -ESHUTDOWN the machine is stopping.
+ */
+int machine_reset(struct machine *m, const char **why);
+/* Bytes (and ranges) of boot image kept for resets; 0 when none. */
+uint64_t machine_boot_image_bytes(const struct machine *m, unsigned *ranges);
 
 /* ---- step API ------------------------------------------------------------- */
 

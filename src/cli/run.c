@@ -59,6 +59,8 @@ static void run_help(void)
 	       "                           reset, quit, stats (kickvm stat PATH); wait=on waits\n"
 	       "                           for a client before the guest starts\n"
 	       "  -S                       start with the vCPUs stopped until QMP 'cont'\n"
+	       "  -no-reboot               QMP system_reset ends kickvm (status 3) instead of\n"
+	       "                           resetting the machine in place\n"
 	       "  -v, --verbose            log more (repeat for debug)\n"
 	       "  -h, --help               this text\n\n"
 	       "The exit status is the guest's; 2 means a bad command line or guest file.\n",
@@ -210,6 +212,7 @@ int cmd_run(int argc, char **argv)
 		{ "seccomp", required_argument, NULL, 'Z' },
 		{ "qmp", required_argument, NULL, 'Q' },
 		{ "S", no_argument, NULL, 'P' },  /* -S: start paused (QEMU's) */
+		{ "no-reboot", no_argument, NULL, 'N' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
@@ -306,6 +309,9 @@ int cmd_run(int argc, char **argv)
 			break;
 		case 'P':
 			start_paused = true;
+			break;
+		case 'N':
+			cfg.no_reboot = true;
 			break;
 		case 'v':
 			verbose++;

@@ -64,10 +64,57 @@ void *guest_mem_ptr(const struct guest_mem *gm, uint64_t gpa, uint64_t len)
 		const struct guest_mem_bank *b = &gm->banks[i];
 
 		/* Written so that no sum can overflow. */
-		if (gpa >= b->gpa && gpa - b->gpa <= b->size && len <= b->size - (gpa - b->gpa))
+		if (gpa >= b->gpa && gpa - b->gpa <= b->size && len <= b->size - (gpa - b->gpa)) {
+			if (__builtin_expect(gm->record != NULL, 0) && len)
+				guest_mem_record_add(gm->record, gpa, len);
 			return b->hva + (gpa - b->gpa);
+		}
 	}
 	return NULL;
+}
+
+void guest_mem_record_add(struct guest_mem_record *rec, uint64_t gpa, uint64_t len)
+{
+	uint64_t end = gpa + len;     /* no overflow: the range is inside a bank */
+	unsigned i, j;
+
+	if (rec->overflow || !len)
+		return;
+	/* Merge with every range it touches; what is left is one range. */
+	for (i = 0; i < rec->nr;) {
+		struct guest_mem_range *r = &rec->ranges[i];
+
+		if (gpa <= r->gpa + r->len && r->gpa <= end) {
+			if (r->gpa < gpa)
+				gpa = r->gpa;
+			if (r->gpa + r->len > end)
+				end = r->gpa + r->len;
+			memmove(r, r + 1, (rec->nr - i - 1) * sizeof(*r));
+			rec->nr--;
+			continue;
+		}
+		i++;
+	}
+	if (rec->nr == GUEST_MEM_MAX_RANGES) {
+		rec->overflow = true;
+		return;
+	}
+	/* Kept in address order: the dump and the tests read them so. */
+	for (j = rec->nr; j > 0 && rec->ranges[j - 1].gpa > gpa; j--)
+		rec->ranges[j] = rec->ranges[j - 1];
+	rec->ranges[j] = (struct guest_mem_range){ .gpa = gpa, .len = end - gpa };
+	rec->nr++;
+}
+
+void guest_mem_record_start(struct guest_mem *gm, struct guest_mem_record *rec)
+{
+	memset(rec, 0, sizeof(*rec));
+	gm->record = rec;
+}
+
+void guest_mem_record_stop(struct guest_mem *gm)
+{
+	gm->record = NULL;
 }
 
 int guest_mem_read(const struct guest_mem *gm, uint64_t gpa, void *buf, size_t len)

@@ -7,14 +7,16 @@
  * never executable memory), wait on futexes, read clocks, write a log line
  * or console output, and end.  Then per class:
  *
- *   vCPU          KVM_RUN and the register reads of a fatal-exit dump; what
+ *   vCPU          KVM_RUN, the register reads of a fatal-exit dump and the
+ *                 writes of a reset (its saved state put back); what
  *                 an exit can reach: the devices' event notifiers, MSI-X and
  *                 memory-map changes (VM ioctls), block I/O (a trapped
  *                 doorbell with ioeventfd=off is served on the vCPU thread,
  *                 inline reads and writes, io_uring submissions), VFIO
  *   iothread      the event loop (epoll, eventfds), block I/O and io_uring,
  *                 interrupts (VM ioctls)
- *   main loop     the same as an iothread (devices without one run there)
+ *   main loop     the same as an iothread (devices without one run there),
+ *                 and the interrupt controllers' state put back by a reset
  *   block worker  block I/O only: no ioctl, no epoll, no io_uring
  *
  * Nothing opens a file, creates a socket or a thread, executes a program or
@@ -127,6 +129,18 @@ static const unsigned long vcpu_state_ioctls[] = {
 	KVM_TRANSLATE,
 };
 
+/* A reset in place (machine_reset): each vCPU writes its saved state back
+ * on its own thread (and re-enters KVM_RUN once to complete an exit); the
+ * main loop writes back the interrupt controllers. */
+static const unsigned long vcpu_reset_ioctls[] = {
+	KVM_SET_REGS, KVM_SET_SREGS, KVM_SET_FPU, KVM_SET_XCRS, KVM_SET_MSRS,
+	KVM_SET_MP_STATE, KVM_SET_LAPIC, KVM_SET_VCPU_EVENTS, KVM_SET_DEBUGREGS,
+};
+
+static const unsigned long vm_reset_ioctls[] = {
+	KVM_SET_IRQCHIP, KVM_SET_PIT2,
+};
+
 static const int signal_setup_calls[] = {
 	SYS(rt_sigaction),
 };
@@ -169,6 +183,7 @@ enum group {
 	G_EVENTS = 1 << 0, G_BLOCK_IO = 1 << 1, G_IO_URING = 1 << 2,
 	G_VM_IOCTLS = 1 << 3, G_VCPU_IOCTLS = 1 << 4, G_VFIO = 1 << 5,
 	G_VCPU_STATE = 1 << 6, G_SIGNAL_SETUP = 1 << 7, G_MONITOR = 1 << 8,
+	G_VCPU_RESET = 1 << 9, G_VM_RESET = 1 << 10,
 };
 
 static const struct class_def {
@@ -176,11 +191,11 @@ static const struct class_def {
 	unsigned groups;
 } classes[SANDBOX_NR_CLASSES] = {
 	[SANDBOX_VCPU] = { "vCPU", G_EVENTS | G_BLOCK_IO | G_IO_URING | G_VM_IOCTLS |
-				   G_VCPU_IOCTLS | G_VCPU_STATE | G_VFIO },
+				   G_VCPU_IOCTLS | G_VCPU_STATE | G_VFIO | G_VCPU_RESET },
 	[SANDBOX_IOTHREAD] = { "iothread", G_EVENTS | G_BLOCK_IO | G_IO_URING | G_VM_IOCTLS |
 					   G_VFIO },
 	[SANDBOX_MAIN_LOOP] = { "main loop", G_EVENTS | G_BLOCK_IO | G_IO_URING | G_VM_IOCTLS |
-					     G_VFIO | G_VCPU_STATE | G_SIGNAL_SETUP },
+					     G_VFIO | G_VCPU_STATE | G_SIGNAL_SETUP | G_VM_RESET },
 	[SANDBOX_BLOCK_WORKER] = { "block worker", G_BLOCK_IO },
 };
 
@@ -384,6 +399,10 @@ static int add_rules(scmp_filter_ctx ctx, unsigned groups)
 		r = allow_ioctls(ctx, vcpu_ioctls, ARRAY_LEN(vcpu_ioctls));
 	if (!r && (groups & G_VCPU_STATE))
 		r = allow_ioctls(ctx, vcpu_state_ioctls, ARRAY_LEN(vcpu_state_ioctls));
+	if (!r && (groups & G_VCPU_RESET))
+		r = allow_ioctls(ctx, vcpu_reset_ioctls, ARRAY_LEN(vcpu_reset_ioctls));
+	if (!r && (groups & G_VM_RESET))
+		r = allow_ioctls(ctx, vm_reset_ioctls, ARRAY_LEN(vm_reset_ioctls));
 	if (!r && (groups & G_SIGNAL_SETUP))
 		r = allow_all(ctx, signal_setup_calls, ARRAY_LEN(signal_setup_calls));
 	if (!r && (groups & G_VFIO))

@@ -215,6 +215,7 @@ void kvm_close(struct kvm *kvm)
 	if (kvm->sys_fd >= 0)
 		close(kvm->sys_fd);
 	free(kvm->cpuid);
+	free(kvm->saved);
 	free(kvm->slot_bitmap);
 	free(kvm->routes);
 	pthread_mutex_destroy(&kvm->lock);

@@ -23,6 +23,8 @@
 #define KVM_PIC_PINS          16
 #define KVM_MSI_GSI_BASE      KVM_IOAPIC_PINS
 
+struct kvm_saved_state;
+
 struct kvm_msi_route {
 	bool used;
 	uint64_t addr;
@@ -36,6 +38,7 @@ struct kvm {
 	size_t run_size;                /* KVM_GET_VCPU_MMAP_SIZE */
 	struct kvm_cpuid2 *cpuid;       /* KVM_GET_SUPPORTED_CPUID, read once */
 	bool irqchip_created;
+	struct kvm_saved_state *saved;  /* kvm_save_state(), for a reset */
 
 	pthread_mutex_t lock;           /* slot bitmap and the route table */
 	uint64_t *slot_bitmap;          /* bit set: slot in use */

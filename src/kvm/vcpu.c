@@ -125,6 +125,7 @@ void vcpu_destroy(struct vcpu *v)
 	if (v->run)
 		munmap(v->run, v->run_size);
 	close(v->fd);
+	free(v->saved);
 	free(v);
 }
 

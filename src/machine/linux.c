@@ -35,6 +35,8 @@
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
 
+#include "machine/machine_internal.h"
+
 #define MAX_KERNEL_FILE (512ull << 20)
 #define CMDLINE_MAX     4096
 
@@ -182,8 +184,8 @@ static int load_bzimage(struct machine *m, const uint8_t *buf, size_t len,
 	return 0;
 }
 
-int machine_load_linux(struct machine *m, const char *kernel, const char *initrd,
-		       const char *cmdline, const char **why)
+static int load_linux(struct machine *m, const char *kernel, const char *initrd,
+		      const char *cmdline, const char **why)
 {
 	struct e820_entry e820[LINUX_E820_MAX];
 	struct acpi_config acpi = {
@@ -282,5 +284,16 @@ out:
 	if (initrd_fd >= 0)
 		close(initrd_fd);
 	free(buf);
+	return ret;
+}
+
+int machine_load_linux(struct machine *m, const char *kernel, const char *initrd,
+		       const char *cmdline, const char **why)
+{
+	int ret;
+
+	machine_boot_record_begin(m);
+	ret = load_linux(m, kernel, initrd, cmdline, why);
+	machine_boot_record_end(m, ret == 0);
 	return ret;
 }

@@ -176,8 +176,8 @@ int machine_iothread(struct machine *m, const char *name, struct iothread **out)
 	return 0;
 }
 
-int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
-		       const char **why)
+static int load_guest(struct machine *m, const char *path, const char *cmdline,
+		      const char **why)
 {
 	struct vcpu_boot_state bs;
 	struct boot_image img;
@@ -210,6 +210,17 @@ int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
 	return 0;
 }
 
+int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
+		       const char **why)
+{
+	int ret;
+
+	machine_boot_record_begin(m);
+	ret = load_guest(m, path, cmdline, why);
+	machine_boot_record_end(m, ret == 0);
+	return ret;
+}
+
 void machine_request_stop(struct machine *m, int status)
 {
 	bool expected = false;
@@ -230,6 +241,7 @@ void machine_destroy(struct machine *m)
 	if (!m)
 		return;
 	machine_monitor_free(m);
+	machine_boot_image_free(m);
 	/* Devices first: their doorbells deregister from KVM through the
 	 * address spaces, which must still exist; and their work stops before
 	 * the iothreads it runs on. */

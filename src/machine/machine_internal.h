@@ -20,4 +20,14 @@ void machine_park_if_paused(struct machine *m, int cpu);
 void machine_monitor_machine_ended(struct machine *m, int host_signal);
 void machine_monitor_free(struct machine *m);
 
+/* The boot image and state a reset puts back (reset.c): the loaders call
+ * begin before their first write to guest RAM and end (@loaded: they
+ * succeeded) after setting the vCPUs' entry state. */
+void machine_boot_record_begin(struct machine *m);
+void machine_boot_record_end(struct machine *m, bool loaded);
+void machine_boot_image_free(struct machine *m);
+/* On a vCPU thread between two runs: if a reset happened since *@seen_gen,
+ * restore this vCPU's saved state. */
+int machine_vcpu_apply_reset(struct machine *m, int cpu, unsigned *seen_gen);
+
 #endif

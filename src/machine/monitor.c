@@ -3,9 +3,10 @@
  * call, and the events only the machine knows of (SHUTDOWN and its cause,
  * NEEDS_RESET).  Everything here runs on the main loop's thread.
  *
- * kickvm does not reboot a machine: a guest's reset ends it with
- * MACHINE_EXIT_REBOOT, and so does system_reset (RESET, then SHUTDOWN with
- * reason "host-qmp-system-reset"), as QEMU does with -no-reboot.  kickvm's
+ * system_reset resets the machine in place (machine_reset: RESET, and the
+ * guest boots again); with -no-reboot it ends the machine instead, as QEMU
+ * does (RESET, then SHUTDOWN with reason "host-qmp-system-reset", status
+ * MACHINE_EXIT_REBOOT).  A guest's own reset always ends it.  kickvm's
  * ACPI is hardware-reduced with no power button, so system_powerdown takes
  * the fallback: POWERDOWN, then the machine powers off as a guest's S5
  * would (status 0, SHUTDOWN reason "host-qmp-system-powerdown").
@@ -80,7 +81,16 @@ static int end_machine(struct machine_monitor *mon, const char *cause, int statu
 
 static int mon_system_reset(void *opaque)
 {
-	return end_machine(opaque, "host-qmp-system-reset", MACHINE_EXIT_REBOOT);
+	struct machine_monitor *mon = opaque;
+	const char *why = NULL;
+	int ret;
+
+	if (mon->m->cfg.no_reboot)
+		return end_machine(mon, "host-qmp-system-reset", MACHINE_EXIT_REBOOT);
+	ret = machine_reset(mon->m, &why);
+	if (ret < 0)
+		log_warn("qmp", "system_reset: %s", why ? why : strerror(-ret));
+	return ret;
 }
 
 static int mon_system_powerdown(void *opaque)
@@ -284,6 +294,11 @@ void machine_monitor_free(struct machine *m)
 	qmp_server_free(mon->server);
 	free(mon);
 	m->monitor = NULL;
+}
+
+void machine_monitor_close(struct machine *m)
+{
+	machine_monitor_free(m);
 }
 
 int machine_monitor_start(struct machine *m, const char *path, bool start_paused, bool wait,

@@ -197,6 +197,7 @@ static void *vcpu_thread(void *opaque)
 {
 	struct vcpu *v = opaque;
 	struct machine *m = v->opaque;
+	unsigned reset_gen = atomic_load(&m->reset_gen);
 	int ret = 0;
 
 	/* Set up: from here on only what an exit needs (kickvm/sandbox.h). */
@@ -210,6 +211,11 @@ static void *vcpu_thread(void *opaque)
 		machine_park_if_paused(m, v->index);
 		if (m->stopping)
 			break;
+		/* A reset (machine_reset) happened while this vCPU was parked. */
+		if (machine_vcpu_apply_reset(m, v->index, &reset_gen) < 0) {
+			machine_request_stop(m, 1);
+			break;
+		}
 		ret = machine_vcpu_run_until_event(m, v->index, NULL);
 		/* MACHINE_STOPPED without stopping: a pause. */
 		if (ret < 0 || (ret == MACHINE_STOPPED && m->stopping))

@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <linux/kvm.h>
 
 #include "harness.h"
+#include "kickvm/virtio_devices.h"
 
 static FILE *console_sink(void)
 {
@@ -50,6 +52,31 @@ void vm_load_script(struct machine *m, const char *fmt, ...)
 	ret = machine_load_guest(m, guest, script, &why);
 	if (ret < 0)
 		fail_msg("load %s: %s (%s)", guest, why ? why : "?", strerror(-ret));
+}
+
+struct machine_device *vm_add_disk(struct machine *m, char *image, uint64_t disk_size,
+				   bool ioeventfd)
+{
+	struct virtio_blk_opts bo = { .serial = "kickvm-disk" };
+	struct machine_virtio_opts vo;
+	struct machine_device *md = NULL;
+	struct iothread *it;
+	const char *why = NULL;
+	int fd;
+
+	strcpy(image, "/tmp/kickvm-disk-XXXXXX");
+	fd = mkstemp(image);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)disk_size), 0);
+	close(fd);
+	bo.file = image;
+	assert_int_equal(machine_iothread(m, "io0", &it), 0);
+	machine_virtio_opts_defaults(&vo);
+	vo.iothread = "io0";
+	vo.ioeventfd = ioeventfd;
+	if (machine_add_virtio_blk(m, &bo, &vo, &md, &why) < 0)
+		fail_msg("virtio-blk: %s", why ? why : "?");
+	return md;
 }
 
 uint64_t vm_exits(struct machine *m, int cpu)

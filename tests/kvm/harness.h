@@ -34,6 +34,12 @@ void vm_expect_pio_writes(struct machine *m, int cpu, uint16_t port, unsigned le
 /* Run to the end: the guest must exit with @status. */
 void vm_expect_exit(struct machine *m, int cpu, int status);
 
+/* A virtio-blk on iothread "io0" over a new sparse image of @disk_size bytes,
+ * whose path goes to @image (at least 64 bytes; the caller unlinks it);
+ * @ioeventfd: host notifiers. */
+struct machine_device *vm_add_disk(struct machine *m, char *image, uint64_t disk_size,
+				   bool ioeventfd);
+
 /* Userspace MMIO+PIO exits of @cpu so far. */
 uint64_t vm_exits(struct machine *m, int cpu);
 

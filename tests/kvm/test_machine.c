@@ -1,7 +1,8 @@
 /*
  * A machine's life: it runs a guest on vCPU threads and stops cleanly — when
  * the guest exits, when asked from another thread while the guest spins, and
- * on fatal exits (with a register dump) — leaving no fd and no thread behind.
+ * on fatal exits (with a register dump) — leaving no fd and no thread behind;
+ * and it resets in place, the guest starting again from its entry.
  */
 #include <dirent.h>
 #include <elf.h>
@@ -356,6 +357,70 @@ static void *watchdog_thread(void *opaque)
  * vfio-pci revoked) stops the machine with status 1 and a register dump.
  * The vCPU thread used to end without a word: the machine ran on, its
  * guest waiting for that CPU, until a timeout killed it. */
+/*
+ * system_reset in place (machine_reset), stepped: the guest writes a marker,
+ * syncs, writes another and syncs; then its code page is overwritten (as a
+ * guest scribbling over itself would) and the machine reset.  The guest must
+ * start again from its entry with its command line: the first marker comes
+ * again, then the same syncs, and the script's own exit status at the end.
+ * Without the boot image written back the garbage would run instead.
+ */
+static void test_reset_in_place(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	uint64_t marker = KICKVM_TESTDEV_BASE + 0x300;
+	uint8_t garbage[4096];
+	const char *why = NULL;
+	unsigned ranges = 0;
+
+	(void)state;
+	vm_load_script(m, "cpl3; w4 0x%llx 7 1; sync 1; w4 0x%llx 8 1; sync 2; exit 9",
+		       (unsigned long long)marker, (unsigned long long)marker);
+	assert_true(machine_boot_image_bytes(m, &ranges) > 0);
+	assert_true(ranges > 0);
+	vm_run_to_sync(m, 0, 1, NULL);
+	assert_int_equal(testdev_last_value(m->testdev, false, 0x300), 7);
+	vm_run_to_sync(m, 0, 2, NULL);
+	assert_int_equal(testdev_trapped_writes(m->testdev, false, 0x300), 2);
+	assert_int_equal(testdev_last_value(m->testdev, false, 0x300), 8);
+
+	memset(garbage, 0xff, sizeof(garbage));
+	assert_int_equal(guest_mem_write(&m->mem, KICKVM_GUEST_LOAD_MIN, garbage, sizeof(garbage)), 0);
+	assert_int_equal(machine_reset(m, &why), 0);
+	assert_null(why);
+	assert_int_equal(m->resets, 1);
+	assert_false(machine_paused(m));
+
+	vm_run_to_sync(m, 0, 1, NULL);
+	assert_int_equal(testdev_trapped_writes(m->testdev, false, 0x300), 3);
+	assert_int_equal(testdev_last_value(m->testdev, false, 0x300), 7);
+	vm_run_to_sync(m, 0, 2, NULL);
+	vm_expect_exit(m, 0, 9);
+	assert_int_equal(testdev_trapped_writes(m->testdev, false, 0x300), 4);
+	machine_destroy(m);
+}
+
+/* A paused machine stays paused through a reset; one with no guest loaded
+ * has nothing to go back to, and says so. */
+static void test_reset_refusals_and_pause(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	const char *why = NULL;
+
+	(void)state;
+	assert_int_equal(machine_reset(m, &why), -ENOENT);
+	assert_non_null(why);
+	assert_int_equal(machine_boot_image_bytes(m, NULL), 0);
+	vm_load_script(m, "cpl3; sync 1; exit 3");
+	assert_int_equal(machine_pause(m, 100), 0);
+	assert_int_equal(machine_reset(m, &why), 0);
+	assert_true(machine_paused(m));
+	machine_resume(m);
+	vm_run_to_sync(m, 0, 1, NULL);
+	vm_expect_exit(m, 0, 3);
+	machine_destroy(m);
+}
+
 static void test_unbacked_slot_is_fatal(void **state)
 {
 	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
@@ -401,6 +466,8 @@ int main(void)
 		cmocka_unit_test(test_bad_ucall_address),
 		cmocka_unit_test(test_bad_ucall_flood),
 		cmocka_unit_test(test_unbacked_slot_is_fatal),
+		cmocka_unit_test(test_reset_in_place),
+		cmocka_unit_test(test_reset_refusals_and_pause),
 	};
 
 	log_set_level(LOG_ERROR);

@@ -3,11 +3,15 @@
  * client thread drives it over the socket while machine_run() runs the
  * script guest on KVM.  -S (prelaunch, no vCPU ran), cont and stop with a
  * guest that counts its trapped writes (the count does not move while
- * paused, moves again after cont), the info text and query-ioeventfds, and
- * SHUTDOWN with its cause for quit, system_reset and a guest that exits.
- * The client records what it saw; the main thread asserts after the run.
+ * paused, moves again after cont), the info text and query-ioeventfds,
+ * system_reset in place (the guest boots again and runs on) and with
+ * -no-reboot (the machine ends), quit while the disk is busy (every write
+ * the device completed is in the image afterwards), and SHUTDOWN with its
+ * cause.  The client records what it saw; the main thread asserts after the
+ * run.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,8 +23,14 @@
 #include "harness.h"
 #include "kickvm/qmp.h"
 #include "qmp_client.h"
+#include "kickvm/virtio_devices.h"
+#include "../../guest/virtio/stream_abi.h"
 
 #define COUNTING_GUEST "ncpus=2; cpl3; w4 0xfe001300 1 4000000000"
+/* The same, with a marker written once per boot by each CPU (testdev slot 4). */
+#define MARKER_OFFSET  0x400
+#define BOOTING_GUEST  "ncpus=2; cpl3; w4 0xfe001400 7 1; w4 0xfe001300 1 4000000000"
+#define STREAM_QD      8
 #define WAIT_NS (10ull * 1000000000ull)
 
 struct client {
@@ -31,9 +41,13 @@ struct client {
 	char prelaunch_status[16], paused_status[16], shutdown_reason[48];
 	bool shutdown_guest, resume_seen, stop_seen, reset_seen;
 	uint64_t runs_before_cont, mmio_after_cont, paused_a, paused_b, mmio_after_recont;
+	uint64_t mmio_at_reset, mmio_after_reset, disk_requests;
+	char status_after_reset[16];
+	bool reset_returned;
 	int ioeventfds_kvm;
 	size_t info_len;
 	char error[160];
+	bool keep_machine;             /* the test destroys the machine itself */
 };
 
 static json_object *next_line(struct client *c)
@@ -111,6 +125,25 @@ static uint64_t cpu_counter(struct client *c, int cpu, const char *what)
 	return n;
 }
 
+/* Requests the first virtio-blk completed so far (query-exit-stats). */
+static uint64_t disk_requests(struct client *c)
+{
+	json_object *r = cmd(c, "{\"execute\":\"query-exit-stats\"}"), *devs;
+	uint64_t n = UINT64_MAX;
+
+	devs = json_object_object_get(r, "devices");
+	for (size_t i = 0; devs && i < json_object_array_length(devs); i++) {
+		json_object *d = json_object_array_get_idx(devs, i);
+
+		if (!strcmp(json_object_get_string(json_object_object_get(d, "type")), "virtio-blk")) {
+			n = json_object_get_uint64(json_object_object_get(d, "requests"));
+			break;
+		}
+	}
+	json_object_put(r);
+	return n;
+}
+
 /* Until cpu0's MMIO exits pass @above (bounded). */
 static uint64_t wait_mmio_above(struct client *c, uint64_t above)
 {
@@ -156,8 +189,27 @@ static void *client_thread(void *opaque)
 		json_object_put(o);
 		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
 	} else if (!strcmp(c->script, "reset")) {
+		/* In place: the reply, RESET, and the guest running on. */
+		wait_mmio_above(c, 0);
+		c->mmio_at_reset = cpu_counter(c, 0, "mmio");
+		o = cmd(c, "{\"execute\":\"system_reset\"}");
+		c->reset_returned = o != NULL;
+		json_object_put(o);
+		c->mmio_after_reset = wait_mmio_above(c, c->mmio_at_reset + 100);
+		cmd_status(c, c->status_after_reset, sizeof(c->status_after_reset));
+		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
+	} else if (!strcmp(c->script, "reset-exits")) {
 		wait_mmio_above(c, 0);
 		json_object_put(cmd(c, "{\"execute\":\"system_reset\"}"));
+	} else if (!strcmp(c->script, "quit-io")) {
+		/* quit with the disk busy: the guest keeps STREAM_QD writes in
+		 * flight all the time. */
+		uint64_t end = clock_ns() + WAIT_NS;
+
+		while ((c->disk_requests = disk_requests(c)) < 50 && c->disk_requests != UINT64_MAX &&
+		       clock_ns() < end)
+			usleep(2000);
+		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
 	}
 	/* Events until the machine closes the connection. */
 	while ((o = next_line(c))) {
@@ -181,7 +233,10 @@ static int run_with_client(struct machine *m, struct client *c, const char *scri
 	ret = machine_run(m);
 	/* The client reads events until the connection closes: with the
 	 * machine's destruction, after the SHUTDOWN machine_run() flushed. */
-	machine_destroy(m);
+	if (c->keep_machine)
+		machine_monitor_close(m);
+	else
+		machine_destroy(m);
 	pthread_join(t, NULL);
 	assert_int_equal(access(c->path, F_OK), -1);   /* the path went with it */
 	if (c->error[0])
@@ -213,16 +268,103 @@ static void test_stop_cont_quit(void **state)
 	free(c);
 }
 
+/* system_reset in place: RESET, no SHUTDOWN, the guest boots again (each
+ * CPU writes its boot marker a second time) and runs on until quit. */
 static void test_system_reset(void **state)
 {
 	struct machine *m = vm_create(2, IOEVENTFD_AUTO);
 	struct client *c = calloc(1, sizeof(*c));
 
 	(void)state;
+	vm_load_script(m, BOOTING_GUEST);
+	c->keep_machine = true;
+	assert_int_equal(run_with_client(m, c, "reset"), 0);
+	assert_true(c->reset_returned);
+	assert_true(c->reset_seen);
+	assert_string_equal(c->status_after_reset, "running");
+	assert_true(c->mmio_after_reset > c->mmio_at_reset + 100 &&
+		    c->mmio_after_reset != UINT64_MAX);
+	assert_int_equal(m->resets, 1);
+	/* Two CPUs, two boots. */
+	assert_int_equal(testdev_trapped_writes(m->testdev, false, MARKER_OFFSET), 4);
+	assert_string_equal(c->shutdown_reason, "host-qmp-quit");
+	machine_destroy(m);
+	free(c);
+}
+
+/* -no-reboot: system_reset ends the machine as QEMU's does (status 3). */
+static void test_system_reset_no_reboot(void **state)
+{
+	struct machine *m = vm_create(2, IOEVENTFD_AUTO);
+	struct client *c = calloc(1, sizeof(*c));
+
+	(void)state;
+	m->cfg.no_reboot = true;
 	vm_load_script(m, COUNTING_GUEST);
-	assert_int_equal(run_with_client(m, c, "reset"), MACHINE_EXIT_REBOOT);
+	assert_int_equal(run_with_client(m, c, "reset-exits"), MACHINE_EXIT_REBOOT);
 	assert_true(c->reset_seen);
 	assert_string_equal(c->shutdown_reason, "host-qmp-system-reset");
+	free(c);
+}
+
+/*
+ * quit while the guest keeps its disk busy (mode=stream: sequential
+ * 512-byte writes, STREAM_QD in flight).  Afterwards every write the device
+ * had completed to the driver when kickvm ended is in the image, whole:
+ * the data sectors written form a prefix 1..n of intact sectors with
+ * n >= the completed data writes, and nothing after it was half-written.
+ */
+static void test_quit_during_io(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	struct client *c = calloc(1, sizeof(*c));
+	const char *guest = getenv("KICKVM_VIRTIO_GUEST"), *why = NULL;
+	struct machine_device *disk;
+	struct virtio_blk_stats st;
+	struct stream_sector sec;
+	char image[64], cmdline[96];
+	uint64_t n = 0;
+	int fd;
+
+	(void)state;
+	assert_non_null(guest);
+	disk = vm_add_disk(m, image, 16u << 20, true);
+	snprintf(cmdline, sizeof(cmdline), "mode=stream qd=%d quiet=1", STREAM_QD);
+	assert_int_equal(machine_load_guest(m, guest, cmdline, &why), 0);
+	c->keep_machine = true;
+	assert_int_equal(run_with_client(m, c, "quit-io"), 0);
+	assert_string_equal(c->shutdown_reason, "host-qmp-quit");
+	assert_true(c->disk_requests >= 50 && c->disk_requests != UINT64_MAX);
+	virtio_blk_get_stats(disk->vdev, &st);
+	assert_true(st.writes > 1);
+	machine_destroy(m);              /* what was in flight finishes here */
+
+	fd = open(image, O_RDONLY);
+	assert_true(fd >= 0);
+	for (;;) {
+		ssize_t got = pread(fd, &sec, sizeof(sec), (off_t)((n + 1) * STREAM_SECTOR));
+
+		if (got != sizeof(sec) || !stream_sector_ok(&sec, 1, n + 1))
+			break;
+		n++;
+	}
+	/* One write was the boot record; every completed data write is there. */
+	if (n < st.writes - 1)
+		fail_msg("%llu data writes completed, only %llu in the image",
+			 (unsigned long long)(st.writes - 1), (unsigned long long)n);
+	/* After the prefix: sectors the guest never wrote, or that were in
+	 * flight and not completed; never a torn one (a sector is written
+	 * whole or not at all). */
+	for (uint64_t k = n + 1; k <= n + STREAM_QD; k++) {
+		uint8_t zero[STREAM_SECTOR] = { 0 };
+
+		assert_int_equal(pread(fd, &sec, sizeof(sec), (off_t)(k * STREAM_SECTOR)), sizeof(sec));
+		assert_true(stream_sector_ok(&sec, 1, k) || !memcmp(&sec, zero, sizeof(zero)));
+	}
+	close(fd);
+	unlink(image);
+	print_message("quit during I/O: %llu data writes completed before quit, %llu in the image\n",
+		      (unsigned long long)(st.writes - 1), (unsigned long long)n);
 	free(c);
 }
 
@@ -244,6 +386,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stop_cont_quit),
 		cmocka_unit_test(test_system_reset),
+		cmocka_unit_test(test_system_reset_no_reboot),
+		cmocka_unit_test(test_quit_during_io),
 		cmocka_unit_test(test_guest_exit),
 	};
 
