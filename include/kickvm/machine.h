@@ -126,8 +126,9 @@ int machine_load_linux(struct machine *m, const char *kernel, const char *initrd
 		       const char *cmdline, const char **why);
 
 /* How a guest that powers off or resets (src/hw/power.c: ACPI S5, the ACPI
- * reset register, the i8042 reset line) ends machine_run().  kickvm does not
- * reboot machines: a reset stops it with MACHINE_EXIT_REBOOT. */
+ * reset register, the i8042 reset line) ends machine_run(): a reset the
+ * guest asks for stops it with MACHINE_EXIT_REBOOT (only the host resets a
+ * machine in place: machine_reset()). */
 #define MACHINE_EXIT_POWEROFF 0
 #define MACHINE_EXIT_REBOOT   3
 

@@ -41,7 +41,8 @@ struct client {
 	char prelaunch_status[16], paused_status[16], shutdown_reason[48];
 	bool shutdown_guest, resume_seen, stop_seen, reset_seen;
 	uint64_t runs_before_cont, mmio_after_cont, paused_a, paused_b, mmio_after_recont;
-	uint64_t mmio_at_reset, mmio_after_reset, disk_requests;
+	uint64_t mmio_at_reset, mmio_after_reset, cpu1_after_reset, disk_requests;
+	bool cpu1_moved;
 	char status_after_reset[16];
 	bool reset_returned;
 	int ioeventfds_kvm;
@@ -144,14 +145,19 @@ static uint64_t disk_requests(struct client *c)
 	return n;
 }
 
-/* Until cpu0's MMIO exits pass @above (bounded). */
-static uint64_t wait_mmio_above(struct client *c, uint64_t above)
+/* Until @cpu's MMIO exits pass @above (bounded). */
+static uint64_t wait_cpu_mmio_above(struct client *c, int cpu, uint64_t above)
 {
 	uint64_t end = clock_ns() + WAIT_NS, n;
 
-	while ((n = cpu_counter(c, 0, "mmio")) <= above && n != UINT64_MAX && clock_ns() < end)
+	while ((n = cpu_counter(c, cpu, "mmio")) <= above && n != UINT64_MAX && clock_ns() < end)
 		usleep(10000);
 	return n;
+}
+
+static uint64_t wait_mmio_above(struct client *c, uint64_t above)
+{
+	return wait_cpu_mmio_above(c, 0, above);
 }
 
 static void *client_thread(void *opaque)
@@ -190,12 +196,20 @@ static void *client_thread(void *opaque)
 		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
 	} else if (!strcmp(c->script, "reset")) {
 		/* In place: the reply, RESET, and the guest running on. */
+		uint64_t cpu1_at_reset;
+
 		wait_mmio_above(c, 0);
 		c->mmio_at_reset = cpu_counter(c, 0, "mmio");
+		cpu1_at_reset = cpu_counter(c, 1, "mmio");
 		o = cmd(c, "{\"execute\":\"system_reset\"}");
 		c->reset_returned = o != NULL;
 		json_object_put(o);
+		/* Both CPUs boot again; the second starts its script once the
+		 * first has parsed it, so wait for each. */
 		c->mmio_after_reset = wait_mmio_above(c, c->mmio_at_reset + 100);
+		c->cpu1_after_reset = wait_cpu_mmio_above(c, 1, cpu1_at_reset + 100);
+		c->cpu1_moved = c->cpu1_after_reset > cpu1_at_reset + 100 &&
+				c->cpu1_after_reset != UINT64_MAX;
 		cmd_status(c, c->status_after_reset, sizeof(c->status_after_reset));
 		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
 	} else if (!strcmp(c->script, "reset-exits")) {
@@ -284,6 +298,7 @@ static void test_system_reset(void **state)
 	assert_string_equal(c->status_after_reset, "running");
 	assert_true(c->mmio_after_reset > c->mmio_at_reset + 100 &&
 		    c->mmio_after_reset != UINT64_MAX);
+	assert_true(c->cpu1_moved);
 	assert_int_equal(m->resets, 1);
 	/* Two CPUs, two boots. */
 	assert_int_equal(testdev_trapped_writes(m->testdev, false, MARKER_OFFSET), 4);
