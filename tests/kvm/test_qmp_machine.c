@@ -39,7 +39,9 @@ struct client {
 	struct qmp_test_client conn;
 	/* what it saw */
 	char prelaunch_status[16], paused_status[16], shutdown_reason[48];
-	bool shutdown_guest, resume_seen, stop_seen, reset_seen;
+	bool shutdown_guest, resume_seen, stop_seen, reset_seen, powerdown_seen;
+	char version_package[16], needs_reset_device[32], needs_reset_reason[96];
+	size_t nr_commands;
 	uint64_t runs_before_cont, mmio_after_cont, paused_a, paused_b, mmio_after_recont;
 	uint64_t mmio_at_reset, mmio_after_reset, cpu1_after_reset, disk_requests;
 	bool cpu1_moved;
@@ -66,6 +68,13 @@ static void note_event(struct client *c, json_object *o)
 	c->resume_seen |= !strcmp(name, "RESUME");
 	c->stop_seen |= !strcmp(name, "STOP");
 	c->reset_seen |= !strcmp(name, "RESET");
+	c->powerdown_seen |= !strcmp(name, "POWERDOWN");
+	if (!strcmp(name, "NEEDS_RESET") && !c->needs_reset_device[0]) {
+		snprintf(c->needs_reset_device, sizeof(c->needs_reset_device), "%s",
+			 json_object_get_string(json_object_object_get(data, "device")));
+		snprintf(c->needs_reset_reason, sizeof(c->needs_reset_reason), "%s",
+			 json_object_get_string(json_object_object_get(data, "reason")));
+	}
 	if (!strcmp(name, "SHUTDOWN")) {
 		snprintf(c->shutdown_reason, sizeof(c->shutdown_reason), "%s",
 			 json_object_get_string(json_object_object_get(data, "reason")));
@@ -211,6 +220,27 @@ static void *client_thread(void *opaque)
 		c->cpu1_moved = c->cpu1_after_reset > cpu1_at_reset + 100 &&
 				c->cpu1_after_reset != UINT64_MAX;
 		cmd_status(c, c->status_after_reset, sizeof(c->status_after_reset));
+		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
+	} else if (!strcmp(c->script, "powerdown")) {
+		o = cmd(c, "{\"execute\":\"query-version\"}");
+		snprintf(c->version_package, sizeof(c->version_package), "%s",
+			 o ? json_object_get_string(json_object_object_get(o, "package")) : "");
+		json_object_put(o);
+		o = cmd(c, "{\"execute\":\"query-commands\"}");
+		c->nr_commands = o ? json_object_array_length(o) : 0;
+		json_object_put(o);
+		wait_mmio_above(c, 0);
+		json_object_put(cmd(c, "{\"execute\":\"system_powerdown\"}"));
+	} else if (!strcmp(c->script, "needs-reset")) {
+		/* The hostile guest breaks its devices on purpose, case after
+		 * case: the first NEEDS_RESET, then quit. */
+		uint64_t end = clock_ns() + 6 * WAIT_NS;
+
+		while (!c->needs_reset_device[0] && !c->shutdown_reason[0] && clock_ns() < end &&
+		       (o = next_line(c))) {
+			note_event(c, o);
+			json_object_put(o);
+		}
 		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
 	} else if (!strcmp(c->script, "reset-exits")) {
 		wait_mmio_above(c, 0);
@@ -383,6 +413,44 @@ static void test_quit_during_io(void **state)
 	free(c);
 }
 
+/* query-version and query-commands on a live machine, then
+ * system_powerdown: no ACPI power button here, so POWERDOWN and the
+ * machine powers off as a guest's S5 would (status 0). */
+static void test_system_powerdown(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	struct client *c = calloc(1, sizeof(*c));
+
+	(void)state;
+	vm_load_script(m, "cpl3; w4 0xfe001300 1 4000000000");
+	assert_int_equal(run_with_client(m, c, "powerdown"), MACHINE_EXIT_POWEROFF);
+	assert_string_equal(c->version_package, "kickvm");
+	assert_int_equal(c->nr_commands, 12);
+	assert_true(c->powerdown_seen);
+	assert_string_equal(c->shutdown_reason, "host-qmp-system-powerdown");
+	assert_false(c->shutdown_guest);
+	free(c);
+}
+
+/* NEEDS_RESET from a live machine: the hostile guest feeds virtio-blk a
+ * malformed ring, the device breaks, and the monitor names it. */
+static void test_needs_reset_event(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	struct client *c = calloc(1, sizeof(*c));
+	const char *guest = getenv("KICKVM_VIRTIO_GUEST"), *why = NULL;
+	char image[64];
+
+	(void)state;
+	vm_add_disk(m, image, 16u << 20, true);
+	assert_int_equal(machine_load_guest(m, guest, "mode=hostile quiet=1", &why), 0);
+	run_with_client(m, c, "needs-reset");
+	unlink(image);
+	assert_string_equal(c->needs_reset_device, "virtio-blk0");
+	assert_true(strlen(c->needs_reset_reason) > 0);
+	free(c);
+}
+
 static void test_guest_exit(void **state)
 {
 	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
@@ -403,6 +471,8 @@ int main(void)
 		cmocka_unit_test(test_system_reset),
 		cmocka_unit_test(test_system_reset_no_reboot),
 		cmocka_unit_test(test_quit_during_io),
+		cmocka_unit_test(test_system_powerdown),
+		cmocka_unit_test(test_needs_reset_event),
 		cmocka_unit_test(test_guest_exit),
 	};
 
