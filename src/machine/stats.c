@@ -77,6 +77,9 @@ void machine_print_stats(struct machine *m, FILE *out)
 	uint64_t exits = 0;
 
 	fprintf(out, "kickvm stats:\n");
+	if (m->resets)
+		fprintf(out, " machine resets in place: %" PRIu64 " (counters run on across them)\n",
+			m->resets);
 	fprintf(out, " vCPU exits to userspace:\n");
 	for (int i = 0; i < m->nr_vcpus; i++) {
 		const struct vcpu_stats *s = &m->vcpus[i]->stats;

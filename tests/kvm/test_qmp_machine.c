@@ -44,7 +44,7 @@ struct client {
 	size_t nr_commands;
 	uint64_t runs_before_cont, mmio_after_cont, paused_a, paused_b, mmio_after_recont;
 	uint64_t mmio_at_reset, mmio_after_reset, cpu1_after_reset, disk_requests;
-	bool cpu1_moved;
+	bool cpu1_moved, stats_count_resets;
 	char status_after_reset[16];
 	bool reset_returned;
 	int ioeventfds_kvm;
@@ -220,6 +220,11 @@ static void *client_thread(void *opaque)
 		c->cpu1_moved = c->cpu1_after_reset > cpu1_at_reset + 100 &&
 				c->cpu1_after_reset != UINT64_MAX;
 		cmd_status(c, c->status_after_reset, sizeof(c->status_after_reset));
+		o = cmd(c, "{\"execute\":\"human-monitor-command\","
+			"\"arguments\":{\"command-line\":\"info stats\"}}");
+		c->stats_count_resets = o && strstr(json_object_get_string(o),
+						    "machine resets in place: 1 ");
+		json_object_put(o);
 		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
 	} else if (!strcmp(c->script, "powerdown")) {
 		o = cmd(c, "{\"execute\":\"query-version\"}");
@@ -329,6 +334,7 @@ static void test_system_reset(void **state)
 	assert_true(c->mmio_after_reset > c->mmio_at_reset + 100 &&
 		    c->mmio_after_reset != UINT64_MAX);
 	assert_true(c->cpu1_moved);
+	assert_true(c->stats_count_resets);
 	assert_int_equal(m->resets, 1);
 	/* Two CPUs, two boots. */
 	assert_int_equal(testdev_trapped_writes(m->testdev, false, MARKER_OFFSET), 4);
