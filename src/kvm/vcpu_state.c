@@ -89,6 +89,10 @@ int vcpu_save_state(struct vcpu *v)
 	    (r = kvm_ioctl(v->fd, KVM_GET_VCPU_EVENTS, &s->events)) < 0 ||
 	    (r = kvm_ioctl(v->fd, KVM_GET_DEBUGREGS, &s->debugregs)) < 0)
 		return r;
+	/* KVM_GET_VCPU_EVENTS does not mark these valid, and KVM_SET_VCPU_EVENTS
+	 * leaves them alone unless marked: an NMI pending at reset time would
+	 * survive it. */
+	s->events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
 	s->has_xcrs = kvm_ioctl(v->fd, KVM_GET_XCRS, &s->xcrs) == 0;
 	s->nr_msrs = 0;
 	for (unsigned i = 0; i < NR_RESET_MSRS; i++) {

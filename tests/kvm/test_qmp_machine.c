@@ -207,7 +207,10 @@ static void *client_thread(void *opaque)
 		/* In place: the reply, RESET, and the guest running on. */
 		uint64_t cpu1_at_reset;
 
-		wait_mmio_above(c, 0);
+		/* Both CPUs past their marker, in the counting loop: the
+		 * second one starts later (after CPU 0 parsed the script). */
+		wait_mmio_above(c, 100);
+		wait_cpu_mmio_above(c, 1, 100);
 		c->mmio_at_reset = cpu_counter(c, 0, "mmio");
 		cpu1_at_reset = cpu_counter(c, 1, "mmio");
 		o = cmd(c, "{\"execute\":\"system_reset\"}");
