@@ -152,6 +152,13 @@ install -m 644 "$lab_src/lib.sh" "$root/lab/lib.sh"
 mkdir -p "$root/lab/lib"
 install -m 644 "$lab_src"/lib/*.sh "$root/lab/lib/"
 copy_with_libs "$root" "$build/src/cli/kickvm" /kickvm/bin/kickvm
+# The unwinder glibc's backtrace() loads: the sandbox prints where a
+# forbidden call came from with it (ldd does not list it).
+gcc_s=$(ldconfig -p 2>/dev/null | grep -o '/[^ ]*libgcc_s.so.1$' | head -1)
+if [ -n "$gcc_s" ] && [ ! -e "$root$gcc_s" ]; then
+	mkdir -p "$root$(dirname "$gcc_s")"
+	cp -L "$gcc_s" "$root$gcc_s"
+fi
 mkdir -p "$root/kickvm/guest"
 cp "$build"/guest/*.elf "$root/kickvm/guest/" 2>/dev/null || true
 # The test executables (unit and guest tests), for the suites group.

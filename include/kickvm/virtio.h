@@ -130,6 +130,8 @@ struct virtio_dev {
 	bool dma_off;                  /* virtio_set_dma(): guest memory is off limits */
 	bool config_irq_held;          /* a config interrupt due while dma_off */
 	char broken_reason[160];       /* why, set before @broken */
+	uint32_t times_broken;         /* breakages so far (atomic): a watcher that
+					* looks now and then misses none */
 };
 
 /* Initialise @vdev for @ops (offered features: ops->features | VERSION_1 |

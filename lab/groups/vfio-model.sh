@@ -78,4 +78,21 @@ grep -q "MSI-X table/PBA accesses (emulated) 4; vectors straight to KVM (irqfd) 
 grep -q "trapped BAR accesses: reads 0, writes 0" /tmp/nvme3.txt || fail "nvme: register read trapped"
 grep -q "(prio 1, i/o): msix-table" /tmp/nvme3.txt || fail "nvme: no emulated table in the flat view"
 grep -q "errors 0" /tmp/nvme3.txt || fail "nvme MSI-X: backend errors"
+# The QMP monitor with an assigned device: query-exit-stats (kickvm stat)
+# and the monitor's device watch (every 200 ms) must know a vfio-pci device
+# has no virtio state.  -S keeps the guest parked; SIGTERM ends kickvm.
+echo "vfio-model: === edu under the QMP monitor ==="
+rm -f /tmp/vfio-qmp.sock
+timeout -s TERM 10 $K run -S -qmp unix:/tmp/vfio-qmp.sock -device vfio-pci,host=$edu,id=edu0 \
+	-a "$EDU_SCRIPT" $S > /tmp/edu-qmp.txt 2>&1 &
+kpid=$!
+n=0
+while [ ! -S /tmp/vfio-qmp.sock ] && [ $n -lt 20 ]; do sleep 1; n=$((n + 1)); done
+$K stat --once --json /tmp/vfio-qmp.sock > /tmp/stat.txt 2>&1; src=$?
+wait $kpid; rc=$?
+cat /tmp/edu-qmp.txt /tmp/stat.txt
+[ $src = 0 ] || fail "kickvm stat with vfio-pci: exit $src"
+grep -q 'edu0' /tmp/stat.txt || fail "kickvm stat: no edu0"
+grep -q 'vfio-pci' /tmp/stat.txt || fail "kickvm stat: edu0 is not a vfio-pci device"
+[ $rc = 143 ] || fail "vfio-pci under the monitor: kickvm exit $rc, expected 143 (SIGTERM)"
 echo "vfio-model: ok"

@@ -29,6 +29,7 @@
  */
 #include <errno.h>
 #include <execinfo.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <seccomp.h>
 #include <signal.h>
@@ -336,6 +337,14 @@ static void prepare_process(void)
 	 * conversion runs, gmtime_r() included: the CMOS clock's on a vCPU
 	 * thread.  Read it now, while files may still be opened. */
 	tzset();
+	/* glibc's free() shrinks a thread's malloc heap once its free top
+	 * passes the trim threshold, and the first shrink reads
+	 * /proc/sys/vm/overcommit_memory: an openat on whichever sandboxed
+	 * thread frees (seen at the main loop thread's exit, freeing its
+	 * cache).  A fixed threshold far above what kickvm frees at once keeps
+	 * heaps from shrinking; big buffers are mmap()ed and munmap()ed by
+	 * malloc regardless. */
+	mallopt(M_TRIM_THRESHOLD, 256 << 20);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = on_sigsys;
 	sa.sa_flags = SA_SIGINFO;

@@ -22,6 +22,7 @@
 #include "kickvm/qmp.h"
 #include "kickvm/sandbox.h"
 #include "kickvm/virtio_devices.h"
+#include "kickvm/vfio_pci.h"
 #include "kickvm/virtio_pci.h"
 
 #include "machine/machine_internal.h"
@@ -39,7 +40,7 @@ struct machine_monitor {
 	struct timer *watch;
 	bool started;                  /* cont happened (or no -S) */
 	const char *cause;             /* what the host asked for, if anything */
-	bool needs_reset_sent[MACHINE_MAX_DEVICES];
+	uint32_t breakages_seen[MACHINE_MAX_DEVICES];
 };
 
 static enum qmp_run_state mon_run_state(void *opaque)
@@ -209,6 +210,22 @@ static void virtio_stats(struct machine_device *md, struct qmp_device_stats *d)
 	d->needs_reset = __atomic_load_n(&vdev->broken, __ATOMIC_ACQUIRE);
 }
 
+/* An assigned device: its doorbells are BAR writes, and those kickvm sees
+ * are the trapped ones (mapped writes and writes the kernel performs for a
+ * device-write ioeventfd never reach it). */
+static void vfio_stats(struct machine_device *md, struct qmp_device_stats *d)
+{
+	struct vfio_pci_stats st;
+
+	vfio_pci_get_stats(md->vfio, &st);
+	snprintf(d->id, sizeof(d->id), "%s", md->id);
+	snprintf(d->type, sizeof(d->type), "vfio-pci");
+	d->doorbell_trapped = st.trapped_writes;
+	d->doorbell_kvm = st.ioeventfd_handler_runs;
+	d->doorbell_fallback = st.ioeventfd_userspace_signals;
+	d->interrupts = st.irqs_through_kickvm;
+}
+
 static int mon_exit_stats(void *opaque, struct qmp_exit_stats *st)
 {
 	struct machine *m = ((struct machine_monitor *)opaque)->m;
@@ -225,7 +242,10 @@ static int mon_exit_stats(void *opaque, struct qmp_exit_stats *st)
 	}
 	testdev_stats(m, &st->devices[st->nr_devices++]);
 	for (int i = 0; i < m->nr_devices && st->nr_devices < QMP_MAX_DEVICES; i++)
-		virtio_stats(&m->devices[i], &st->devices[st->nr_devices++]);
+		if (m->devices[i].vfio)
+			vfio_stats(&m->devices[i], &st->devices[st->nr_devices++]);
+		else
+			virtio_stats(&m->devices[i], &st->devices[st->nr_devices++]);
 	return 0;
 }
 
@@ -241,8 +261,11 @@ static const struct qmp_machine_ops machine_qmp_ops = {
 	.exit_stats = mon_exit_stats,
 };
 
-/* NEEDS_RESET: a device its driver broke (virtio_dev_set_broken), once per
- * breakage; a device reset re-arms it. */
+/* NEEDS_RESET: a device its driver broke (virtio_dev_set_broken).  Looked
+ * for every WATCH_INTERVAL_NS by the count of breakages, not the broken
+ * flag: a driver that breaks the device and resets it between two looks
+ * still gets its event.  Several breakages between two looks make one
+ * event, whose "count" says how many, with the last reason. */
 static void watch_devices(void *opaque)
 {
 	struct machine_monitor *mon = opaque;
@@ -250,17 +273,22 @@ static void watch_devices(void *opaque)
 
 	for (int i = 0; i < m->nr_devices; i++) {
 		struct virtio_dev *vdev = m->devices[i].vdev;
-		bool broken = __atomic_load_n(&vdev->broken, __ATOMIC_ACQUIRE);
+		uint32_t n;
 
-		if (broken && !mon->needs_reset_sent[i]) {
+		if (!vdev)
+			continue;
+		n = __atomic_load_n(&vdev->times_broken, __ATOMIC_ACQUIRE);
+		if (n != mon->breakages_seen[i]) {
 			json_object *data = json_object_new_object();
 
 			json_object_object_add(data, "device", json_object_new_string(m->devices[i].id));
 			json_object_object_add(data, "reason",
 					       json_object_new_string(vdev->broken_reason));
+			json_object_object_add(data, "count",
+					       json_object_new_int64(n - mon->breakages_seen[i]));
 			qmp_server_event(mon->server, "NEEDS_RESET", data);
+			mon->breakages_seen[i] = n;
 		}
-		mon->needs_reset_sent[i] = broken;
 	}
 	timer_mod(mon->watch, clock_ns() + WATCH_INTERVAL_NS);
 }

@@ -109,6 +109,7 @@ void virtio_dev_set_broken(struct virtio_dev *vdev, const char *fmt, ...)
 	log_error_rl(vdev->name, "%s; device needs reset", msg);
 	memcpy(vdev->broken_reason, msg, sizeof(vdev->broken_reason));
 	__atomic_store_n(&vdev->broken, true, __ATOMIC_RELEASE);
+	__atomic_fetch_add(&vdev->times_broken, 1, __ATOMIC_RELEASE);
 	vdev->status |= VIRTIO_STATUS_NEEDS_RESET;
 	vdev->config_generation++;
 	vdev->isr |= VIRTIO_ISR_CONFIG;

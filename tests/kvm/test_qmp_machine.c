@@ -42,6 +42,7 @@ struct client {
 	bool shutdown_guest, resume_seen, stop_seen, reset_seen, powerdown_seen;
 	char version_package[16], needs_reset_device[32], needs_reset_reason[96];
 	size_t nr_commands;
+	int64_t needs_reset_count;
 	uint64_t runs_before_cont, mmio_after_cont, paused_a, paused_b, mmio_after_recont;
 	uint64_t mmio_at_reset, mmio_after_reset, cpu1_after_reset, disk_requests;
 	bool cpu1_moved, stats_count_resets;
@@ -74,6 +75,7 @@ static void note_event(struct client *c, json_object *o)
 			 json_object_get_string(json_object_object_get(data, "device")));
 		snprintf(c->needs_reset_reason, sizeof(c->needs_reset_reason), "%s",
 			 json_object_get_string(json_object_object_get(data, "reason")));
+		c->needs_reset_count = json_object_get_int64(json_object_object_get(data, "count"));
 	}
 	if (!strcmp(name, "SHUTDOWN")) {
 		snprintf(c->shutdown_reason, sizeof(c->shutdown_reason), "%s",
@@ -457,6 +459,7 @@ static void test_needs_reset_event(void **state)
 	unlink(image);
 	assert_string_equal(c->needs_reset_device, "virtio-blk0");
 	assert_true(strlen(c->needs_reset_reason) > 0);
+	assert_true(c->needs_reset_count >= 1);
 	free(c);
 }
 
