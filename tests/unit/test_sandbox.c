@@ -18,6 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -280,6 +281,54 @@ static void test_vcpu_work_allowed(void **state)
 	assert_non_null(strstr(c.err, "a log line from a sandboxed vCPU thread"));
 }
 
+/* ---- malloc under a filter ------------------------------------------------------ */
+
+/* A sandboxed thread that frees a lot at once: glibc would shrink the
+ * thread's heap, and its first shrink opens /proc/sys/vm/overcommit_memory
+ * (forbidden).  The sandbox's fixed trim threshold must keep that from
+ * happening: the thread lives on and exits normally. */
+static void *heap_churn_thread(void *opaque)
+{
+	enum { N = 160, SIZE = 64 << 10 };   /* 10 MiB, in chunks below the mmap threshold */
+	static void *chunks[N];
+	long ret = 0;
+
+	(void)opaque;
+	if (sandbox_enter(SANDBOX_MAIN_LOOP) < 0)
+		return (void *)2;
+	for (int i = 0; i < N; i++) {
+		chunks[i] = malloc(SIZE);
+		if (!chunks[i])
+			ret = 3;
+		else
+			memset(chunks[i], 1, SIZE);
+	}
+	for (int i = N - 1; i >= 0; i--)
+		free(chunks[i]);
+	return (void *)ret;
+}
+
+static int heap_churn(void *opaque)
+{
+	pthread_t t;
+	void *ret = NULL;
+
+	(void)opaque;
+	if (pthread_create(&t, NULL, heap_churn_thread, NULL) != 0)
+		return 4;
+	pthread_join(t, &ret);
+	return (int)(long)ret;
+}
+
+static void test_heap_shrink_allowed(void **state)
+{
+	struct child c;
+
+	(void)state;
+	run_child(heap_churn, NULL, &c);
+	assert_exited(&c, 0);
+}
+
 /* ---- VFIO at run time ---------------------------------------------------------- */
 
 /* In class *@opaque: every ioctl and call the VFIO model makes after set-up
@@ -519,6 +568,7 @@ int main(void)
 		cmocka_unit_test(test_forbidden_call_named),
 		cmocka_unit_test(test_vcpu_work_allowed),
 		cmocka_unit_test(test_vfio_runtime_allowed),
+		cmocka_unit_test(test_heap_shrink_allowed),
 		cmocka_unit_test(test_log_and_off_let_it_through),
 		cmocka_unit_test(test_parse_mode),
 		cmocka_unit_test(test_iothread_io_uring),
