@@ -161,6 +161,37 @@ if [ -n "$gcc_s" ] && [ ! -e "$root$gcc_s" ]; then
 fi
 mkdir -p "$root/kickvm/guest"
 cp "$build"/guest/*.elf "$root/kickvm/guest/" 2>/dev/null || true
+# python3 (Debian's, unpacked like the kernel) for the QMP client test
+# (tests/qmp/test_qmp.py kvm): it drives kickvm over its socket.  Optional:
+# without it the suites group says the client test did not run.
+py_root=$cache/python3
+if [ ! -d "$py_root" ]; then
+	py_ok=1
+	for p in python3.11-minimal libpython3.11-minimal libpython3.11-stdlib; do
+		deb=$(ls "$cache/$p"_*.deb 2>/dev/null | head -1 || true)
+		[ -n "$deb" ] || { (cd "$cache" && apt-get download "$p" >/dev/null 2>&1) &&
+			deb=$(ls "$cache/$p"_*.deb | head -1); } || { py_ok=0; break; }
+		dpkg-deb -x "$deb" "$py_root.tmp" || py_ok=0
+	done
+	if [ $py_ok = 1 ]; then
+		rm -rf "$py_root.tmp/usr/lib/python3.11/test" "$py_root.tmp/usr/share"
+		mv "$py_root.tmp" "$py_root"
+	else
+		rm -rf "$py_root.tmp"
+		echo "lab: no python3.11 packages: the QMP client test will not run in the lab" >&2
+	fi
+fi
+if [ -x "$py_root/usr/bin/python3.11" ]; then
+	cp -a "$py_root/usr" "$root/"
+	ln -sf python3.11 "$root/usr/bin/python3"
+	for lib in $(ldd "$py_root/usr/bin/python3.11" 2>/dev/null | grep -o '/[^ ]*' || true); do
+		[ -e "$root$lib" ] && continue
+		mkdir -p "$root$(dirname "$lib")"
+		cp -L "$lib" "$root$lib"
+	done
+	mkdir -p "$root/kickvm/tests/qmp"
+	cp tests/qmp/test_qmp.py "$root/kickvm/tests/qmp/"
+fi
 # The test executables (unit and guest tests), for the suites group.
 if [ -d "$build/tests" ]; then
 	while IFS= read -r t; do

@@ -30,6 +30,22 @@ for t in /kickvm/tests/unit/test_* /kickvm/tests/kvm/test_*; do
 	*) echo "suites: FAIL $name: exit $rc (${secs}s)"; fail=$((fail + 1)); failed="$failed $name";;
 	esac
 done
+# The QMP client (python3's standard library only) against kickvm on this
+# KVM: every command and event on a live machine (lab/build.sh adds python3).
+if [ -x /usr/bin/python3 ] && [ -f /kickvm/tests/qmp/test_qmp.py ]; then
+	echo "suites: === qmp/test_qmp.py kvm ==="
+	start=$(date +%s)
+	limited /usr/bin/python3 /kickvm/tests/qmp/test_qmp.py kvm /kickvm/bin/kickvm "$KICKVM_SCRIPT_GUEST" 2>&1
+	rc=$?
+	secs=$(( $(date +%s) - start ))
+	case $rc in
+	0) echo "suites: ok   qmp/test_qmp.py kvm (${secs}s)"; pass=$((pass + 1));;
+	*) echo "suites: FAIL qmp/test_qmp.py kvm: exit $rc (${secs}s)"; fail=$((fail + 1))
+	   failed="$failed qmp/test_qmp.py";;
+	esac
+else
+	echo "suites: SKIP qmp/test_qmp.py kvm: no python3 in the lab"; skip=$((skip + 1))
+fi
 echo "suites: $pass passed, $fail failed, $skip skipped${failed:+; failed:$failed}"
 [ $((pass + fail + skip)) -gt 0 ] || { echo "suites: FAIL: no tests in /kickvm/tests"; exit 1; }
 [ $fail -eq 0 ] && [ $skip -eq 0 ]

@@ -303,15 +303,35 @@ def kvm_mode(kickvm, script_guest):
               open(path).read() == "precious", "-qmp on a regular file: refused, file kept")
         os.unlink(path)
 
-        # system_reset: kickvm ends the machine as QEMU's -no-reboot does.
+        # system_reset resets in place: RESET, the machine runs on (the
+        # guest boots again and counts again), and quit ends it.
         vm = start_vm(kickvm, path, ["-a", "cpl3; w4 0xfe001300 1 4000000000", script_guest])
         c = Client(path)
-        c.cmd("system_reset")
+        deadline = time.time() + WAIT
+        while cpu0_mmio(c) < 100 and time.time() < deadline:
+            time.sleep(0.05)
+        n1 = cpu0_mmio(c)
+        check(c.cmd("system_reset") == {"return": {}}, "system_reset returns")
         check(c.event("RESET") is not None, "system_reset: RESET")
+        deadline = time.time() + WAIT
+        while cpu0_mmio(c) < n1 + 100 and time.time() < deadline:
+            time.sleep(0.05)
+        check(cpu0_mmio(c) >= n1 + 100, "after system_reset the guest counts again")
+        check(c.cmd("query-status")["return"]["status"] == "running", "running after reset")
+        check(c.cmd("quit") == {"return": {}}, "quit after reset")
+        check(vm.wait(timeout=WAIT) == 0, "status 0 after reset and quit")
+        c.close()
+
+        # -no-reboot: system_reset ends the machine as QEMU's does.
+        vm = start_vm(kickvm, path, ["-no-reboot", "-a", "cpl3; w4 0xfe001300 1 4000000000",
+                                     script_guest])
+        c = Client(path)
+        c.cmd("system_reset")
+        check(c.event("RESET") is not None, "-no-reboot system_reset: RESET")
         e = c.event("SHUTDOWN")
         check(e is not None and e["data"]["reason"] == "host-qmp-system-reset",
-              "system_reset: SHUTDOWN host-qmp-system-reset")
-        check(vm.wait(timeout=WAIT) == 3, "kickvm ends with the reboot status 3")
+              "-no-reboot system_reset: SHUTDOWN host-qmp-system-reset")
+        check(vm.wait(timeout=WAIT) == 3, "-no-reboot: kickvm ends with the reboot status 3")
         c.close()
 
         # The guest ending by itself still says so.
