@@ -48,7 +48,8 @@ struct machine_config {
 	const char *kvm_path;         /* NULL: /dev/kvm */
 	FILE *console;                /* UART output; NULL: stdout */
 	int boot;                     /* enum boot_protocol; default BOOT_AUTO */
-	bool no_reboot;               /* -no-reboot: system_reset ends the machine */
+	bool no_reboot;               /* -no-reboot: a reset (guest's or system_reset)
+					 * ends the machine with MACHINE_EXIT_REBOOT */
 };
 
 void machine_config_defaults(struct machine_config *cfg);
@@ -97,6 +98,7 @@ struct machine {
 	struct guest_mem_record *boot_record;  /* what the loader wrote */
 	struct machine_boot_image *boot;       /* its contents, kept; NULL: no reset */
 	_Atomic unsigned reset_gen;            /* bumped by each reset */
+	_Atomic bool reset_requested;          /* a guest's reset is on its way */
 	uint64_t resets;
 };
 
@@ -125,10 +127,9 @@ int machine_load_guest(struct machine *m, const char *path, const char *cmdline,
 int machine_load_linux(struct machine *m, const char *kernel, const char *initrd,
 		       const char *cmdline, const char **why);
 
-/* How a guest that powers off or resets (src/hw/power.c: ACPI S5, the ACPI
- * reset register, the i8042 reset line) ends machine_run(): a reset the
- * guest asks for stops it with MACHINE_EXIT_REBOOT (only the host resets a
- * machine in place: machine_reset()). */
+/* How a guest that powers off ends machine_run() (src/hw/power.c: ACPI S5),
+ * and one that resets (the ACPI reset register, the i8042 reset line) with
+ * -no-reboot; without it, the machine resets in place (machine_request_reset). */
 #define MACHINE_EXIT_POWEROFF 0
 #define MACHINE_EXIT_REBOOT   3
 
@@ -215,6 +216,12 @@ void machine_monitor_close(struct machine *m);
  * was reset), -ESHUTDOWN the machine is stopping.
  */
 int machine_reset(struct machine *m, const char **why);
+/* A reset the guest asked for (the ACPI reset register, the i8042): done in
+ * place on the main loop, as machine_reset(); ends the machine with
+ * MACHINE_EXIT_REBOOT instead under -no-reboot (cfg.no_reboot), when no
+ * boot state was kept, or without vCPU threads (machine_run() not running).
+ * Any thread. */
+void machine_request_reset(struct machine *m);
 /* Bytes (and ranges) of boot image kept for resets; 0 when none. */
 uint64_t machine_boot_image_bytes(const struct machine *m, unsigned *ranges);
 

@@ -2,7 +2,10 @@
 # tiny busybox initramfs (lab/guest-init): once as a bzImage (64-bit boot
 # protocol), once as the vmlinux inside it (PVH).  The guest prints
 # "KICKVM-GUEST: PASS ..." and powers off through ACPI S5: kickvm must exit 0.
-# A third boot reboots instead (ACPI reset register): kickvm must exit 3.
+# A third boot reboots instead (ACPI reset register) under -no-reboot: kickvm
+# must exit 3.  A fourth reboots once without it: kickvm resets the machine in
+# place, Linux boots again (the same kernel, initramfs and command line put
+# back), sees the CMOS byte it left and powers off: status 0, one reset.
 # lab-timeout: 600
 . /lab/lib.sh
 K=/kickvm/bin/kickvm
@@ -16,12 +19,14 @@ N=/lab/nested
 # its clock runs several times slower than the wall (a `sleep 1` once took
 # minutes).  With the TSC kept, its clock follows the wall, however slow.
 CMDLINE="console=ttyS0 panic=-1 nokaslr tsc=reliable kickvm.boot"
+KFLAGS=
 status=0
 
 boot() {  # boot LABEL KERNEL [EXPECTED_STATUS [EXTRA_CMDLINE]]
 	echo "linux: === $1: kickvm run --kernel $2 ==="
 	start=$(date +%s)
-	{ limited $K run -m 512M -c 2 --stats --kernel "$2" --initrd $N/initrd.cpio.gz \
+	# shellcheck disable=SC2086
+	{ limited $K run -m 512M -c 2 --stats $KFLAGS --kernel "$2" --initrd $N/initrd.cpio.gz \
 		-a "$CMDLINE=$1${4:+ $4}"; echo "kickvm-exit=$?" > /tmp/rc.$1; } 2>&1 | tee /tmp/$1.log
 	rc=$(sed -n 's/kickvm-exit=//p' /tmp/rc.$1)
 	secs=$(( $(date +%s) - start ))
@@ -39,5 +44,13 @@ boot() {  # boot LABEL KERNEL [EXPECTED_STATUS [EXTRA_CMDLINE]]
 
 boot bzimage $N/vmlinuz
 boot pvh $N/vmlinux
+KFLAGS=-no-reboot
 boot reboot $N/vmlinuz 3 kickvm.end=reboot
+KFLAGS=
+boot reboot-in-place $N/vmlinuz 0 kickvm.end=reboot-once
+log=/tmp/reboot-in-place.log
+for want in "KICKVM-GUEST: first boot, resetting" "KICKVM-GUEST: second boot, after the reset" \
+	    "machine resets in place: 1 "; do
+	grep -q "$want" $log || { echo "linux: FAIL: reboot-in-place: no '$want'"; status=1; }
+done
 exit $status

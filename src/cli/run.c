@@ -59,8 +59,8 @@ static void run_help(void)
 	       "                           reset, quit, stats (kickvm stat PATH); wait=on waits\n"
 	       "                           for a client before the guest starts\n"
 	       "  -S                       start with the vCPUs stopped until QMP 'cont'\n"
-	       "  -no-reboot               QMP system_reset ends kickvm (status 3) instead of\n"
-	       "                           resetting the machine in place\n"
+	       "  -no-reboot               a reset (the guest's, or QMP system_reset) ends\n"
+	       "                           kickvm with status 3 instead of resetting in place\n"
 	       "  -v, --verbose            log more (repeat for debug)\n"
 	       "  -h, --help               this text\n\n"
 	       "The exit status is the guest's; 2 means a bad command line or guest file.\n",

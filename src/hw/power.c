@@ -30,9 +30,9 @@ static void power_off(struct power *p, const char *how)
 
 static void reboot(struct power *p, const char *how)
 {
-	log_info_rl("power", "the guest asked for a reset (%s): stopping with status %d",
-		 how, MACHINE_EXIT_REBOOT);
-	machine_request_stop(p->m, MACHINE_EXIT_REBOOT);
+	log_info_rl("power", "the guest asked for a reset (%s)%s", how,
+		    p->m->cfg.no_reboot ? ": -no-reboot, stopping with status 3" : "");
+	machine_request_reset(p->m);
 }
 
 static uint64_t acpi_read(void *opaque, uint64_t offset, unsigned size)

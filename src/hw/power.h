@@ -1,11 +1,12 @@
 /*
  * Power and reset: the ACPI sleep-control, sleep-status and reset registers
  * the FADT points Linux to (src/boot/acpi.c), and the i8042 reset line.
- * A guest ends kickvm through them with a status (include/kickvm/machine.h):
- *   S5 (power off) written to the sleep-control register -> MACHINE_EXIT_POWEROFF
+ * What the guest asks for through them (include/kickvm/machine.h):
+ *   S5 (power off) written to the sleep-control register -> kickvm ends with
+ *                                                           MACHINE_EXIT_POWEROFF
  *   the reset value written to the reset register, or the i8042's pulse-reset
- *   command (0xfe to port 0x64)                          -> MACHINE_EXIT_REBOOT
- * kickvm does not reboot a machine: the caller decides what a reboot means.
+ *   command (0xfe to port 0x64)                          -> machine_request_reset():
+ *                         a reset in place, or with -no-reboot MACHINE_EXIT_REBOOT
  */
 #ifndef KICKVM_HW_POWER_H
 #define KICKVM_HW_POWER_H

@@ -19,6 +19,9 @@ void machine_park_if_paused(struct machine *m, int cpu);
  * it, 0 if none.  machine_monitor_free() at destruction. */
 void machine_monitor_machine_ended(struct machine *m, int host_signal);
 void machine_monitor_free(struct machine *m);
+/* RESET to the monitor's clients after a reset in place (main loop); no-op
+ * without a monitor. */
+void machine_monitor_reset_event(struct machine *m, bool guest, const char *reason);
 
 /* The boot image and state a reset puts back (reset.c): the loaders call
  * begin before their first write to guest RAM and end (@loaded: they

@@ -6,7 +6,9 @@
  * system_reset resets the machine in place (machine_reset: RESET, and the
  * guest boots again); with -no-reboot it ends the machine instead, as QEMU
  * does (RESET, then SHUTDOWN with reason "host-qmp-system-reset", status
- * MACHINE_EXIT_REBOOT).  A guest's own reset always ends it.  kickvm's
+ * MACHINE_EXIT_REBOOT).  A guest's own reset is the same reset in place
+ * (RESET with guest true, reason "guest-reset"), or under -no-reboot ends the
+ * machine (SHUTDOWN "guest-reset").  kickvm's
  * ACPI is hardware-reduced with no power button, so system_powerdown takes
  * the fallback: POWERDOWN, then the machine powers off as a guest's S5
  * would (status 0, SHUTDOWN reason "host-qmp-system-powerdown").
@@ -322,6 +324,12 @@ void machine_monitor_free(struct machine *m)
 	qmp_server_free(mon->server);
 	free(mon);
 	m->monitor = NULL;
+}
+
+void machine_monitor_reset_event(struct machine *m, bool guest, const char *reason)
+{
+	if (m->monitor)
+		qmp_server_event(m->monitor->server, "RESET", qmp_shutdown_data(guest, reason));
 }
 
 void machine_monitor_close(struct machine *m)

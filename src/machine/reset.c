@@ -21,11 +21,18 @@
  *
  * The vCPUs are parked (the pause of QMP stop) for the length of the reset.
  * A machine that was paused stays paused, as in QEMU.
+ *
+ * A reset the guest asks for (machine_request_reset: the ACPI reset
+ * register, the i8042) is the same reset, run on the main loop since the
+ * vCPU that asked cannot wait for itself to park; with -no-reboot, or with
+ * no vCPU threads (a test stepping the vCPUs), it ends the machine with
+ * MACHINE_EXIT_REBOOT instead.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "kickvm/event.h"
 #include "kickvm/log.h"
 #include "kickvm/machine.h"
 #include "kickvm/pci.h"
@@ -191,4 +198,39 @@ int machine_reset(struct machine *m, const char **why)
 	if (!was_paused)
 		machine_resume(m);
 	return 0;
+}
+
+/* On the main loop: the reset a guest asked for. */
+static void guest_reset(void *opaque)
+{
+	struct machine *m = opaque;
+	const char *why = NULL;
+
+	atomic_store(&m->reset_requested, false);
+	if (atomic_load(&m->stopping))
+		return;
+	if (machine_reset(m, &why) < 0) {
+		log_error("machine", "the guest's reset cannot be done in place (%s): stopping with "
+			  "status %d", why ? why : "?", MACHINE_EXIT_REBOOT);
+		machine_request_stop(m, MACHINE_EXIT_REBOOT);
+		return;
+	}
+	machine_monitor_reset_event(m, true, "guest-reset");
+}
+
+void machine_request_reset(struct machine *m)
+{
+	bool expected = false;
+
+	if (m->cfg.no_reboot || !m->boot || !m->nr_vcpus || !m->vcpus[0]->has_thread) {
+		machine_request_stop(m, MACHINE_EXIT_REBOOT);
+		return;
+	}
+	/* One at a time: a guest that writes the register twice resets once. */
+	if (!atomic_compare_exchange_strong(&m->reset_requested, &expected, true))
+		return;
+	if (event_loop_call(m->main_loop, guest_reset, m) < 0) {
+		atomic_store(&m->reset_requested, false);
+		machine_request_stop(m, MACHINE_EXIT_REBOOT);
+	}
 }

@@ -152,7 +152,10 @@ int machine_vcpu_dispatch(struct machine *m, int cpu, struct machine_exit *ex)
 		ret = fatal_exit(m, v, "VM entry failed");
 		break;
 	case KVM_EXIT_SYSTEM_EVENT:
-		machine_request_stop(m, 0);
+		if (v->run->system_event.type == KVM_SYSTEM_EVENT_RESET)
+			machine_request_reset(m);
+		else
+			machine_request_stop(m, 0);
 		break;
 	default:
 		ret = fatal_exit(m, v, "unhandled exit reason");

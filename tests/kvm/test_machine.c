@@ -21,6 +21,7 @@
 #include "kickvm/log.h"
 #include "kickvm/memory.h"
 #include "kickvm/sandbox.h"
+#include "hw/power.h"
 
 static int count_dir(const char *path)
 {
@@ -421,6 +422,66 @@ static void test_reset_refusals_and_pause(void **state)
 	machine_destroy(m);
 }
 
+/* A guest that resets itself through the ACPI reset register, once per boot,
+ * after writing a marker: kickvm resets the machine in place each time and
+ * the guest boots again (markers and resets pile up) until the test stops
+ * it.  With -no-reboot the first reset ends kickvm with status 3. */
+struct boot_watch {
+	struct machine *m;
+	uint64_t boots;               /* stop once this many markers were written */
+	bool reached;
+};
+
+static void *stop_after_boots(void *opaque)
+{
+	struct boot_watch *w = opaque;
+
+	for (int i = 0; i < 3000 && !w->reached; i++) {   /* 30 s at most */
+		w->reached = testdev_trapped_writes(w->m->testdev, false, 0x400) >= w->boots;
+		usleep(10000);
+	}
+	machine_request_stop(w->m, w->reached ? 0 : 99);
+	return NULL;
+}
+
+#define REBOOTING_GUEST "cpl3; w4 0x%llx 7 1; cpl0; o1 0x%x 0x%x 1; cpl3; w4 0x%llx 1 4000000000"
+
+static void test_guest_reset_in_place(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	struct boot_watch w = { .m = m, .boots = 3 };
+	uint64_t markers;
+	pthread_t t;
+
+	(void)state;
+	vm_load_script(m, REBOOTING_GUEST, KICKVM_TESTDEV_BASE + 0x400, POWER_RESET_PORT,
+		       POWER_RESET_VALUE, KICKVM_TESTDEV_BASE + 0x300);
+	assert_int_equal(pthread_create(&t, NULL, stop_after_boots, &w), 0);
+	assert_int_equal(machine_run(m), 0);
+	pthread_join(t, NULL);
+	assert_true(w.reached);
+	assert_true(m->resets >= 2);
+	/* One marker per boot: the stop may come after a reset and before the
+	 * marker of the boot it started. */
+	markers = testdev_trapped_writes(m->testdev, false, 0x400);
+	assert_true(markers == m->resets + 1 || markers == m->resets);
+	machine_destroy(m);
+}
+
+static void test_guest_reset_no_reboot(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+
+	(void)state;
+	m->cfg.no_reboot = true;
+	vm_load_script(m, REBOOTING_GUEST, KICKVM_TESTDEV_BASE + 0x400, POWER_RESET_PORT,
+		       POWER_RESET_VALUE, KICKVM_TESTDEV_BASE + 0x300);
+	assert_int_equal(machine_run(m), MACHINE_EXIT_REBOOT);
+	assert_int_equal(m->resets, 0);
+	assert_int_equal(testdev_trapped_writes(m->testdev, false, 0x400), 1);
+	machine_destroy(m);
+}
+
 static void test_unbacked_slot_is_fatal(void **state)
 {
 	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
@@ -468,6 +529,8 @@ int main(void)
 		cmocka_unit_test(test_unbacked_slot_is_fatal),
 		cmocka_unit_test(test_reset_in_place),
 		cmocka_unit_test(test_reset_refusals_and_pause),
+		cmocka_unit_test(test_guest_reset_in_place),
+		cmocka_unit_test(test_guest_reset_no_reboot),
 	};
 
 	log_set_level(LOG_ERROR);

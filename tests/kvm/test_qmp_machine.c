@@ -43,6 +43,7 @@ struct client {
 	char version_package[16], needs_reset_device[32], needs_reset_reason[96];
 	size_t nr_commands;
 	int64_t needs_reset_count;
+	int guest_resets;                  /* RESET events with guest true */
 	uint64_t runs_before_cont, mmio_after_cont, paused_a, paused_b, mmio_after_recont;
 	uint64_t mmio_at_reset, mmio_after_reset, cpu1_after_reset, disk_requests;
 	bool cpu1_moved, stats_count_resets;
@@ -69,6 +70,8 @@ static void note_event(struct client *c, json_object *o)
 	c->resume_seen |= !strcmp(name, "RESUME");
 	c->stop_seen |= !strcmp(name, "STOP");
 	c->reset_seen |= !strcmp(name, "RESET");
+	if (!strcmp(name, "RESET") && json_object_get_boolean(json_object_object_get(data, "guest")))
+		c->guest_resets++;
 	c->powerdown_seen |= !strcmp(name, "POWERDOWN");
 	if (!strcmp(name, "NEEDS_RESET") && !c->needs_reset_device[0]) {
 		snprintf(c->needs_reset_device, sizeof(c->needs_reset_device), "%s",
@@ -247,6 +250,17 @@ static void *client_thread(void *opaque)
 		uint64_t end = clock_ns() + 6 * WAIT_NS;
 
 		while (!c->needs_reset_device[0] && !c->shutdown_reason[0] && clock_ns() < end &&
+		       (o = next_line(c))) {
+			note_event(c, o);
+			json_object_put(o);
+		}
+		json_object_put(cmd(c, "{\"execute\":\"quit\"}"));
+	} else if (!strcmp(c->script, "guest-resets")) {
+		/* The guest resets itself once per boot: two RESET events
+		 * from it, then quit. */
+		uint64_t end = clock_ns() + 3 * WAIT_NS;
+
+		while (c->guest_resets < 2 && !c->shutdown_reason[0] && clock_ns() < end &&
 		       (o = next_line(c))) {
 			note_event(c, o);
 			json_object_put(o);
@@ -463,6 +477,23 @@ static void test_needs_reset_event(void **state)
 	free(c);
 }
 
+/* A guest's own reset, in place: RESET with guest true, once per boot. */
+static void test_guest_reset_event(void **state)
+{
+	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
+	struct client *c = calloc(1, sizeof(*c));
+
+	(void)state;
+	vm_load_script(m, "cpl0; o1 0x602 1 1; cpl3; w4 0xfe001300 1 4000000000");
+	c->keep_machine = true;
+	assert_int_equal(run_with_client(m, c, "guest-resets"), 0);
+	assert_true(c->guest_resets >= 2);
+	assert_true(m->resets >= 2);
+	assert_string_equal(c->shutdown_reason, "host-qmp-quit");
+	machine_destroy(m);
+	free(c);
+}
+
 static void test_guest_exit(void **state)
 {
 	struct machine *m = vm_create(1, IOEVENTFD_AUTO);
@@ -485,6 +516,7 @@ int main(void)
 		cmocka_unit_test(test_quit_during_io),
 		cmocka_unit_test(test_system_powerdown),
 		cmocka_unit_test(test_needs_reset_event),
+		cmocka_unit_test(test_guest_reset_event),
 		cmocka_unit_test(test_guest_exit),
 	};
 
