@@ -43,30 +43,38 @@ struct vcpu_saved_state {
 	struct kvm_msr_entry msrs[NR_RESET_MSRS];
 };
 
+/* struct kvm_msrs with room for one entry (its array is flexible). */
+union one_msr {
+	struct kvm_msrs hdr;
+	uint8_t bytes[sizeof(struct kvm_msrs) + sizeof(struct kvm_msr_entry)];
+};
+
 static int get_msr(struct vcpu *v, uint32_t index, uint64_t *value)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} m = { .hdr.nmsrs = 1, .e.index = index };
-	int r = kvm_ioctl(v->fd, KVM_GET_MSRS, &m);
+	union one_msr m;
+	int r;
 
+	memset(&m, 0, sizeof(m));
+	m.hdr.nmsrs = 1;
+	m.hdr.entries[0].index = index;
+	r = kvm_ioctl(v->fd, KVM_GET_MSRS, &m);
 	if (r < 0)
 		return r;
 	if (r != 1)
 		return -ENOENT;
-	*value = m.e.data;
+	*value = m.hdr.entries[0].data;
 	return 0;
 }
 
 static int set_msr(struct vcpu *v, const struct kvm_msr_entry *e)
 {
-	struct {
-		struct kvm_msrs hdr;
-		struct kvm_msr_entry e;
-	} m = { .hdr.nmsrs = 1, .e = *e };
-	int r = kvm_ioctl(v->fd, KVM_SET_MSRS, &m);
+	union one_msr m;
+	int r;
 
+	memset(&m, 0, sizeof(m));
+	m.hdr.nmsrs = 1;
+	m.hdr.entries[0] = *e;
+	r = kvm_ioctl(v->fd, KVM_SET_MSRS, &m);
 	return r < 0 ? r : r == 1 ? 0 : -EINVAL;
 }
 
