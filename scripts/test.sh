@@ -67,7 +67,7 @@ case "${1:-}" in
 	meson test -C build --print-errorlogs --num-processes 2 --no-suite lab --logbase quick ||
 		status=$?
 	if [ "${1:-}" != --quick ]; then
-		echo "test: $(date +%T) the lab: 5 groups one after another, 5-10 minutes" \
+		echo "test: $(date +%T) the lab: 8 groups one after another, about 15 minutes" \
 		     "(scripts/test.sh --quick leaves it out)"
 		# --verbose: each group's start and end lines (lab/run.sh) as they come.
 		meson test -C build --print-errorlogs --num-processes 1 --suite lab --verbose \
